@@ -17,7 +17,7 @@ import json
 import sys
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -64,7 +64,7 @@ def load_cli_settings(ctx: click.Context | None = None, **overrides: Any) -> Set
         fail(str(error))
 
 
-def fail(message: str) -> Any:
+def fail(message: str) -> NoReturn:
     """Print one line to stderr and exit with status 2."""
     click.echo(f"wsauth: error: {message}", err=True)
     raise click.exceptions.Exit(2)

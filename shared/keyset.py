@@ -40,7 +40,11 @@ _ALGORITHM_OBJECTS: dict[str, Algorithm] = {
     "RS256": RSAAlgorithm(RSAAlgorithm.SHA256),
 }
 # The JWK members that RFC 7638 hashes, per key type.
-_THUMBPRINT_MEMBERS = {"OKP": ("crv", "kty", "x"), "EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n")}
+_THUMBPRINT_MEMBERS = {
+    "OKP": ("crv", "kty", "x"),
+    "EC": ("crv", "kty", "x", "y"),
+    "RSA": ("e", "kty", "n"),
+}
 # Members that only a private JWK has (RFC 7518 §6, RFC 8037 §2).
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
@@ -133,7 +137,7 @@ class VerificationKey:
             public_key = algorithm.from_jwk(dict(jwk))
         except Exception as error:  # PyJWT raises several types for bad JWKs
             raise InvalidKeyset(f"key does not parse: {type(error).__name__}") from None
-        key = cls.from_public_key(alg, public_key)  # type: ignore[arg-type]
+        key = cls.from_public_key(alg, public_key)
         if jwk.get("kid") != key.kid:
             raise InvalidKeyset("kid is not the RFC 7638 thumbprint of the key")
         return key

