@@ -177,6 +177,7 @@ class Setting:
     parse: Callable[[str], Any]
     default: str | None
     help: str
+    bounds: str = ""
 
     @property
     def env(self) -> str:
@@ -194,13 +195,21 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Redis to use. Unset: an embedded server under `wsauth dev` and the tests, "
         "redis://127.0.0.1:6379/0 otherwise.",
+        bounds="redis://, rediss:// or unix:// URL",
     ),
-    Setting("redis_prefix", _prefix, "wsauth:", "Prefix of every Redis key wsauth writes."),
+    Setting(
+        "redis_prefix",
+        _prefix,
+        "wsauth:",
+        "Prefix of every Redis key wsauth writes.",
+        bounds="up to 64 of A-Z a-z 0-9 : _ . -",
+    ),
     Setting(
         "redis_timeout",
         _float_between(0.01, 10.0),
         "0.5",
         "Seconds a Redis command may take before the request fails closed with 503.",
+        bounds="0.01 to 10",
     ),
     Setting("keys_dir", _path, "./keys", "Key store directory."),
     Setting(
@@ -208,6 +217,7 @@ SETTINGS: tuple[Setting, ...] = (
         _url("http", "https"),
         None,
         "Gateway: take public keys from this URL instead of {keys dir}/jwks.json.",
+        bounds="http:// or https:// URL",
     ),
     Setting(
         "jwks_cache",
@@ -215,60 +225,87 @@ SETTINGS: tuple[Setting, ...] = (
         "60",
         "JWKS cache interval in seconds: the issuer's Cache-Control max-age and the "
         "gateway's refresh interval.",
+        bounds="1 to 3600",
     ),
-    Setting("issuer", _url("http", "https"), "http://127.0.0.1:8000", "`iss` minted and required."),
-    Setting("audience", _non_empty(256), "wsauth", "`aud` minted and required."),
+    Setting(
+        "issuer",
+        _url("http", "https"),
+        "http://127.0.0.1:8000",
+        "`iss` minted and required.",
+        bounds="http:// or https:// URL",
+    ),
+    Setting(
+        "audience",
+        _non_empty(256),
+        "wsauth",
+        "`aud` minted and required.",
+        bounds="1 to 256 printable characters",
+    ),
     Setting(
         "token_ttl",
         _int_between(1, MAX_TOKEN_TTL),
         "30",
         f"Token lifetime in seconds (at most {MAX_TOKEN_TTL}).",
+        bounds="1 to 300",
     ),
-    Setting("leeway", _int_between(0, 60), "5", "Clock leeway in seconds."),
+    Setting("leeway", _int_between(0, 60), "5", "Clock leeway in seconds.", bounds="0 to 60"),
     Setting(
         "allowed_origins",
         _origins,
         None,
         "Comma-separated exact origins allowed to open a WebSocket and to ask for "
         "browser tokens. Unset: the issuer's own origin.",
+        bounds="exact origins: scheme://host[:port], lowercase, no path",
     ),
-    Setting("query_token", _boolean, "true", "Gateway: accept ?ws_token=<token>."),
+    Setting(
+        "query_token",
+        _boolean,
+        "true",
+        "Gateway: accept ?ws_token=<token>.",
+        bounds="true/false, 1/0, yes/no, on/off",
+    ),
     Setting(
         "secret_key",
         _secret,
         None,
         "Flask session secret (32+ characters). Generated under `wsauth dev`; "
         "required by `wsauth issuer`.",
+        bounds="at least 32 characters",
     ),
     Setting(
         "gateway_url",
         _url("ws", "wss"),
         "ws://127.0.0.1:8765/ws",
         "Public WebSocket URL of the gateway, returned beside each token.",
+        bounds="ws:// or wss:// URL",
     ),
     Setting(
         "max_message_size",
         _int_between(1, 16 * 1024 * 1024),
         "65536",
         "Gateway: largest WebSocket message accepted, in bytes.",
+        bounds="1 to 16777216",
     ),
     Setting(
         "ping_interval",
         _int_between(0, 3600),
         "20",
         "Gateway: seconds between pings (0 disables).",
+        bounds="0 to 3600",
     ),
     Setting(
         "idle_timeout",
         _int_between(1, 86400),
         "300",
         "Gateway: seconds before an idle HTTP connection (before the upgrade) is closed.",
+        bounds="1 to 86400",
     ),
     Setting(
         "cookie_secure",
         _boolean,
         None,
         "Issuer: mark the session cookie Secure. Unset: true when WSAUTH_ISSUER is https.",
+        bounds="true/false",
     ),
 )
 
@@ -304,6 +341,16 @@ class Settings:
     @property
     def effective_redis_url(self) -> str:
         return self.redis_url or "redis://127.0.0.1:6379/0"
+
+
+def settings_markdown() -> str:
+    """The configuration table of docs/reference/configuration.md (a test keeps them equal)."""
+    rows = ["| variable | flag | default | bounds | meaning |", "|---|---|---|---|---|"]
+    for setting in SETTINGS:
+        default = "(unset)" if setting.default is None else f"`{setting.default}`"
+        cells = [f"`{setting.env}`", f"`{setting.flag}`", default, setting.bounds, setting.help]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
 
 
 def load_settings(
