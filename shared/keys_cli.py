@@ -20,6 +20,9 @@ from shared.keyset import ALGORITHMS, DEFAULT_ALGORITHM
 from shared.keystore import KeyRecord, KeyState, KeyStore, Timing
 
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+_quiet_option = click.option(
+    "-q", "--quiet", is_flag=True, help="Print only the kid(s), one per line (for scripts)."
+)
 _dir_option = click.option(
     "--keys-dir", "keys_dir", default=None, metavar="DIR", help="Key store [env: WSAUTH_KEYS_DIR]."
 )
@@ -70,13 +73,17 @@ def keys() -> None:
 )
 @_dir_option
 @_json_option
-def generate(alg: str, keys_dir: str | None, as_json: bool) -> None:
+@_quiet_option
+def generate(alg: str, keys_dir: str | None, as_json: bool, quiet: bool) -> None:
     """Add a key: `next`, or `current` when the store has no current key."""
     settings = _settings(keys_dir)
     try:
         record = _store(settings).generate(alg, now=_now())
     except KeyStoreError as error:
         fail(str(error))
+    if quiet:
+        click.echo(record.kid)
+        return
     _report(
         as_json,
         "generate",
@@ -86,15 +93,28 @@ def generate(alg: str, keys_dir: str | None, as_json: bool) -> None:
 
 
 @keys.command("list")
+@click.option(
+    "--state",
+    type=click.Choice([str(state) for state in KeyState]),
+    default=None,
+    help="Only keys in this state.",
+)
 @_dir_option
 @_json_option
-def list_keys(keys_dir: str | None, as_json: bool) -> None:
+@_quiet_option
+def list_keys(state: str | None, keys_dir: str | None, as_json: bool, quiet: bool) -> None:
     """List the keys with their state and times."""
     settings = _settings(keys_dir)
     try:
         records = _store(settings).records()
     except KeyStoreError as error:
         fail(str(error))
+    if state is not None:
+        records = tuple(record for record in records if record.state == state)
+    if quiet:
+        for record in records:
+            click.echo(record.kid)
+        return
     if as_json:
         echo_json({"keys": [_describe(record) for record in records]})
         return

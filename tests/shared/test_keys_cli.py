@@ -76,3 +76,12 @@ def test_every_documented_command_is_registered() -> None:
     assert code == 0
     for name in ("dev", "issuer", "gateway", "keys", "clients", "connect"):
         assert f"  {name}" in out
+
+
+def test_quiet_output_is_just_kids_for_scripts(tmp_path: Path) -> None:
+    env = {"WSAUTH_KEYS_DIR": str(tmp_path)}
+    _, current, _ = run("keys", "generate", "-q", env=env)
+    _, upcoming, _ = run("keys", "generate", "-q", env=env)
+    assert run("keys", "list", "--state", "current", "-q", env=env)[1] == current
+    assert run("keys", "list", "--state", "next", "-q", env=env)[1] == upcoming
+    assert run("keys", "list", "--state", "retiring", "-q", env=env)[1] == ""
