@@ -1,0 +1,79 @@
+"""The wsauth issuer: a Flask app that mints short-lived, single-use WebSocket tokens.
+
+Build it with the factory::
+
+    from issuer import create_app
+    app = create_app()                                  # settings from WSAUTH_* variables
+    app = create_app({"secret_key": "...", ...})        # tests: a mapping of settings
+    app = create_app(settings)                          # a shared.config.Settings
+
+In production run it under a WSGI server, e.g.
+``gunicorn -w 2 -b 127.0.0.1:8000 'issuer:create_app()'``; ``wsauth issuer``
+runs it with werkzeug's threaded server.
+
+Nothing reads the environment at import time. The session cookie is Flask's
+signed cookie: ``HttpOnly``, ``SameSite=Lax``, ``Secure`` as
+``WSAUTH_COOKIE_SECURE`` says (named ``__Host-wsauth_session`` when secure),
+with an absolute lifetime of 8 hours from login (:mod:`issuer.login`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from issuer import errors, views
+from issuer.login import SESSION_LIFETIME
+from issuer.state import EXTENSION, IssuerState
+from shared.config import Settings, load_settings
+from shared.errors import ConfigError
+
+__all__ = ["create_app"]
+
+# Requests to the issuer are tiny: a login form or nothing at all.
+MAX_REQUEST_BYTES = 16 * 1024
+
+
+def _settings_of(config: Settings | Mapping[str, Any] | None) -> Settings:
+    if config is None:
+        return load_settings()
+    if isinstance(config, Settings):
+        return config
+    return load_settings(env={}, overrides=config)
+
+
+def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
+    """Build the issuer app.
+
+    ``config``: None reads the ``WSAUTH_*`` environment; a mapping of setting
+    names to values is used alone (no environment); a ``Settings`` as is.
+
+    Raises:
+        ConfigError: a setting is invalid, or ``WSAUTH_SECRET_KEY`` is missing.
+    """
+    settings = _settings_of(config)
+    if settings.secret_key is None:
+        raise ConfigError("WSAUTH_SECRET_KEY", "is required")
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key.reveal(),
+        SESSION_COOKIE_NAME=(
+            "__Host-wsauth_session" if settings.cookie_secure else "wsauth_session"
+        ),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.cookie_secure,
+        SESSION_COOKIE_PATH="/",
+        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+        # Absolute lifetime: the cookie is re-signed only when the session changes.
+        SESSION_REFRESH_EACH_REQUEST=False,
+        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
+        MAX_FORM_MEMORY_SIZE=MAX_REQUEST_BYTES,
+    )
+    app.extensions[EXTENSION] = IssuerState.build(settings)
+    app.register_blueprint(views.bp)
+    errors.register(app)
+    return app

@@ -1,0 +1,151 @@
+"""``wsauth issuer`` (run the issuer) and ``wsauth clients`` (manage API clients).
+
+``wsauth issuer`` serves the app with werkzeug's threaded server, which is
+fine on loopback and for ``wsauth dev``. In production run the same app
+under a real WSGI server, e.g.::
+
+    gunicorn -w 2 -b 127.0.0.1:8000 'issuer:create_app()'
+
+with the settings in ``WSAUTH_*`` variables. Every worker reads the key
+store and the client file itself and follows their changes, so workers
+need no coordination.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import signal
+import threading
+from types import FrameType
+
+import click
+from werkzeug.serving import make_server
+
+from issuer import create_app
+from issuer.clients import ClientStore, ClientStoreError
+from issuer.state import get_state
+from issuer.users import UserStore
+from shared.cli import echo_json, fail, load_cli_settings, settings_options
+
+DEMO_USERS = ("alice", "bob")
+
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port."
+)
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Create the demo users alice and bob with fresh random passwords and print them.",
+)
+@settings_options
+def issuer(host: str, port: int, demo: bool) -> None:
+    """Run the token issuer (login, /ws-token, /api/tokens, JWKS, demo page).
+
+    Production: gunicorn -w 2 -b 127.0.0.1:8000 'issuer:create_app()'.
+    """
+    settings = load_cli_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = create_app(settings)
+    if demo:
+        users = UserStore.in_dir(settings.keys_dir)
+        for name in DEMO_USERS:
+            password = secrets.token_urlsafe(12)
+            users.set_password(name, password)
+            click.echo(f"demo user: {name} / {password}")
+    try:
+        server = make_server(host, port, app, threaded=True)
+    except OSError as error:
+        get_state(app).close()
+        fail(f"cannot listen on {host}:{port}: {error.strerror or error}")
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    serving = threading.Thread(target=server.serve_forever, name="issuer-http", daemon=True)
+    serving.start()
+    shown_host = f"[{host}]" if ":" in host else host
+    click.echo(f"issuer listening on http://{shown_host}:{server.server_port}")
+    try:
+        while not stop.wait(0.5):
+            if not serving.is_alive():  # pragma: no cover - the server loop died
+                fail("the HTTP server stopped unexpectedly")
+    finally:
+        server.shutdown()
+        serving.join(timeout=10)
+        server.server_close()
+        get_state(app).close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    click.echo("issuer stopped")
+
+
+@click.group()
+def clients() -> None:
+    """Manage API clients (HTTP Basic credentials for POST /api/tokens)."""
+
+
+def _store() -> ClientStore:
+    return ClientStore.in_dir(load_cli_settings().keys_dir)
+
+
+@clients.command("add")
+@click.argument("name")
+@_json_option
+@settings_options
+def add_client(name: str, as_json: bool) -> None:
+    """Register a client called NAME; print its id and secret (shown only this once)."""
+    try:
+        client_id, secret = _store().add(name)
+    except ClientStoreError as error:
+        fail(str(error))
+    if as_json:
+        echo_json({"client_id": client_id, "client_secret": secret})
+    else:
+        click.echo(f"client_id: {client_id}")
+        click.echo(f"client_secret: {secret}")
+        click.echo("The secret is shown only now; wsauth keeps just its SHA-256.", err=True)
+
+
+@clients.command("list")
+@_json_option
+@settings_options
+def list_clients(as_json: bool) -> None:
+    """List the clients (never their secrets)."""
+    try:
+        entries = _store().all()
+    except ClientStoreError as error:
+        fail(str(error))
+    if as_json:
+        echo_json(
+            {
+                "clients": [
+                    {"client_id": c.client_id, "name": c.name, "created": c.created}
+                    for c in entries
+                ]
+            }
+        )
+        return
+    if not entries:
+        click.echo("no clients")
+    for client in entries:
+        click.echo(f"{client.client_id}  {client.name}")
+
+
+@clients.command("remove")
+@click.argument("client_id")
+@settings_options
+def remove_client(client_id: str) -> None:
+    """Delete the client CLIENT_ID: its secret stops working at once."""
+    try:
+        _store().remove(client_id)
+    except ClientStoreError as error:
+        fail(str(error))
+    click.echo(f"removed {client_id}")

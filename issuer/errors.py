@@ -1,0 +1,77 @@
+"""Translate failures at the edge: the reason code to the client, the detail to the log.
+
+- :class:`~shared.errors.WsAuthError` → ``{"error": err.code}`` with
+  ``err.status``, and one log line with the reason code and the detail
+  (details never hold a token, secret, password or Authorization header).
+  An error whose context has a ``challenge`` adds ``WWW-Authenticate``.
+- An HTTP error of werkzeug (404, 405, 413, ...) → ``{"error": "not_found"}`` etc.
+- Anything else → 500 ``{"error": "internal"}``; the traceback goes to the
+  log only, never to the client.
+
+Every answer also gets the headers of :func:`security_headers`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
+
+from shared.errors import WsAuthError
+
+log = logging.getLogger("wsauth.issuer")
+
+
+def handle_wsauth_error(error: WsAuthError) -> Response:
+    level = logging.WARNING if error.status >= 500 else logging.INFO
+    log.log(
+        level,
+        "%s %s refused: status=%d reason=%s detail=%s",
+        request.method,
+        request.path,
+        error.status,
+        error.code,
+        error.detail or "-",
+    )
+    response = jsonify(error=error.code)
+    response.status_code = error.status
+    challenge = error.context.get("challenge")
+    if isinstance(challenge, str):
+        response.headers["WWW-Authenticate"] = challenge
+    return response
+
+
+def handle_http_exception(error: HTTPException) -> BaseResponse:
+    response = error.get_response()
+    name = (error.name or "error").lower().replace(" ", "_").replace("'", "")
+    response.set_data(jsonify(error=name).get_data())
+    response.mimetype = "application/json"
+    return response
+
+
+def handle_unexpected(error: Exception) -> BaseResponse:
+    if isinstance(error, HTTPException):
+        return handle_http_exception(error)
+    log.exception("%s %s failed: status=500 reason=internal", request.method, request.path)
+    response = jsonify(error="internal")
+    response.status_code = 500
+    return response
+
+
+def security_headers(response: Response) -> Response:
+    """Defaults for every answer: nothing is cached unless a view says otherwise."""
+    headers = response.headers
+    headers.setdefault("Cache-Control", "no-store")
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("X-Frame-Options", "DENY")
+    return response
+
+
+def register(app: Flask) -> None:
+    app.register_error_handler(WsAuthError, handle_wsauth_error)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(Exception, handle_unexpected)
+    app.after_request(security_headers)

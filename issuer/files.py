@@ -1,0 +1,118 @@
+"""Small JSON files in the key store directory: atomic writes, a lock, change detection.
+
+The issuer keeps its durable state (demo users, API clients) in JSON files
+beside the keys, so a Redis restart loses no credential (DESIGN.md). Every
+write goes to a temporary file in the same directory, is fsync'ed, gets its
+mode (0600: the files hold password and secret hashes) and is renamed into
+place, so a reader sees the old file or the new one, never half of either.
+Writers (the CLI, ``--demo``) hold an ``flock`` on ``{file}.lock`` for the
+whole read-change-write, so two commands cannot lose each other's change.
+
+:class:`WatchedFile` is what the running issuer reads through: one ``stat``
+per call, and a re-read only when ``(st_ino, st_mtime_ns, st_size)`` changed.
+A rename gives the file a new inode, so a replaced file is seen at once. (The
+one blind spot: a second rewrite within the filesystem's timestamp
+granularity, of the same size, that happens to reuse the inode freed by the
+first; it is picked up by the next change. The key store's promote/revoke
+always changes the size of keyset.json.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+Fingerprint = tuple[int, int, int]
+
+
+def fingerprint(path: Path) -> Fingerprint | None:
+    """What identifies one version of a file, or None when it does not exist."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data``: temporary file, fsync, chmod, rename.
+
+    Raises:
+        OSError: the directory is not writable (the file is unchanged).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def dumps(document: Any) -> bytes:
+    return (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def read_json(path: Path) -> Any:
+    """The parsed file, or None when it does not exist.
+
+    Raises:
+        OSError: it exists but cannot be read.
+        ValueError: it is not JSON.
+    """
+    try:
+        return json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``{path}.lock`` for a read-change-write."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lock_path = path.with_name(path.name + ".lock")
+    with open(lock_path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class WatchedFile(Generic[T]):
+    """A value loaded from a file, loaded again only when the file changes.
+
+    ``load(path)`` builds the value (it may raise; nothing is cached then, so
+    the next call tries again). Thread-safe: the threaded server calls
+    :meth:`get` from many request threads.
+    """
+
+    def __init__(self, path: Path, load: Callable[[Path], T]) -> None:
+        self.path = path
+        self._load = load
+        self._lock = threading.Lock()
+        self._cache: tuple[Fingerprint | None, T] | None = None
+
+    def get(self) -> T:
+        current = fingerprint(self.path)
+        with self._lock:
+            if self._cache is None or self._cache[0] != current:
+                # Stat before reading: if the file changes in between, the next
+                # call sees a new fingerprint and reads it again.
+                self._cache = (current, self._load(self.path))
+            return self._cache[1]

@@ -1,0 +1,56 @@
+"""What one issuer app holds: settings, signer, stores. Kept in ``app.extensions``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Flask, current_app
+
+from issuer.clients import ClientStore
+from issuer.files import WatchedFile
+from issuer.login import RevokedSessions
+from issuer.signer import Signer
+from issuer.users import UserStore
+from shared.config import Settings
+
+EXTENSION = "wsauth.issuer"
+
+
+def _read_optional(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+@dataclass(frozen=True)
+class IssuerState:
+    settings: Settings
+    signer: Signer
+    users: UserStore
+    clients: ClientStore
+    revoked: RevokedSessions
+    jwks: WatchedFile[bytes | None]
+
+    @classmethod
+    def build(cls, settings: Settings) -> IssuerState:
+        signer = Signer(settings)
+        return cls(
+            settings=settings,
+            signer=signer,
+            users=UserStore.in_dir(settings.keys_dir),
+            clients=ClientStore.in_dir(settings.keys_dir),
+            revoked=RevokedSessions(signer.redis, prefix=settings.redis_prefix),
+            jwks=WatchedFile(settings.keys_dir / "jwks.json", _read_optional),
+        )
+
+    def close(self) -> None:
+        """Release the Redis connections (servers call it when they stop)."""
+        self.signer.close()
+
+
+def get_state(app: Flask | None = None) -> IssuerState:
+    """The state of ``app`` (default: the app handling this request)."""
+    state: IssuerState = (app or current_app).extensions[EXTENSION]
+    return state

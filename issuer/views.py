@@ -1,0 +1,205 @@
+"""The issuer's HTTP endpoints: one blueprint of thin adapters.
+
+======================  ======  ==================================================
+path                    method  what
+======================  ======  ==================================================
+``/``                   GET     demo page: login form, or a WebSocket console
+``/login``              GET     login form
+``/login``              POST    form (``csrf_token``) or JSON (``X-WSAuth-CSRF: 1``)
+``/logout``             POST    form (``csrf_token``) or ``X-WSAuth-CSRF: 1``
+``/ws-token``           POST    session + ``X-WSAuth-CSRF: 1`` → token
+``/api/tokens``         POST    HTTP Basic ``client_id:secret`` → token
+``/.well-known/jwks.json`` GET  the public keys
+``/healthz``            GET     Redis and signing key status
+======================  ======  ==================================================
+
+A token answer is ``{"token", "expires_in", "url"}`` with ``Cache-Control:
+no-store``. Refusals are ``{"error": <code>}`` (:mod:`issuer.errors`).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Response, g, jsonify, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
+
+from issuer import csrf
+from issuer.login import current_login, log_in, log_out, require_login
+from issuer.state import get_state
+from shared.errors import BadRequest, CsrfRejected, NoSigningKey, NotAuthenticated
+
+log = logging.getLogger("wsauth.issuer")
+
+bp = Blueprint("issuer", __name__)
+
+BASIC_CHALLENGE = 'Basic realm="wsauth"'
+LOGIN_FAILED = "invalid username or password"
+FORM_EXPIRED = "the form expired; please try again"
+
+
+# --- pages ------------------------------------------------------------------
+
+
+def _page(template: str, status: int = 200, **context: Any) -> Response:
+    """Render a page with a per-response CSP nonce for its one inline script and style."""
+    nonce = secrets.token_urlsafe(16)
+    g.csp_nonce = nonce
+    response = Response(
+        render_template(template, csp_nonce=nonce, **context), status=status, mimetype="text/html"
+    )
+    gateway = urlsplit(get_state().settings.gateway_url)
+    response.headers["Content-Security-Policy"] = (
+        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+        f"connect-src 'self' {gateway.scheme}://{gateway.netloc}; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    )
+    return response
+
+
+@bp.get("/")
+def index() -> Response:
+    login = current_login()
+    return _page(
+        "index.html",
+        user=login.user if login else None,
+        csrf_token=csrf.form_token(),
+        gateway_url=get_state().settings.gateway_url,
+    )
+
+
+@bp.get("/login")
+def login_form() -> Response:
+    return _page("login.html", csrf_token=csrf.form_token(), error=None)
+
+
+@bp.post("/login")
+def login() -> BaseResponse:
+    users = get_state().users
+    if request.is_json:
+        if not csrf.has_custom_header():
+            raise CsrfRejected(f"JSON login without {csrf.CSRF_HEADER}")
+        csrf.refuse_cross_site()
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise BadRequest("login body must be a JSON object")
+        username, password = body.get("username"), body.get("password")
+        if not isinstance(username, str) or not isinstance(password, str):
+            raise BadRequest("username and password must be strings")
+        if not users.verify(username, password):
+            raise NotAuthenticated("wrong username or password")
+        login = log_in(username)
+        log.info("login user=%s sid=%s", login.user, login.sid)
+        return jsonify(user=login.user)
+
+    try:
+        csrf.check_form_request()
+    except CsrfRejected as error:
+        log.info("POST /login refused: status=403 reason=%s detail=%s", error.code, error.detail)
+        return _page("login.html", 403, csrf_token=csrf.form_token(), error=FORM_EXPIRED)
+    username = request.form.get("username", "")
+    password = request.form.get("password", "")
+    if not users.verify(username, password):
+        log.info("POST /login refused: status=401 reason=not_authenticated")
+        return _page("login.html", 401, csrf_token=csrf.form_token(), error=LOGIN_FAILED)
+    login = log_in(username)
+    csrf.form_token()  # a fresh form token for the logout button
+    log.info("login user=%s sid=%s", login.user, login.sid)
+    return redirect(url_for("issuer.index"), code=303)
+
+
+@bp.post("/logout")
+def logout() -> BaseResponse:
+    csrf.check_form_request()
+    login = log_out(get_state().revoked)
+    if login is not None:
+        log.info("logout user=%s sid=%s", login.user, login.sid)
+    if csrf.has_custom_header():
+        return jsonify(status="logged_out")
+    return redirect(url_for("issuer.index"), code=303)
+
+
+# --- tokens -------------------------------------------------------------------
+
+
+def _token_answer(subject: str, *, sid: str | None = None) -> Response:
+    state = get_state()
+    token, claims = state.signer.issue(subject, sid=sid)
+    response = jsonify(
+        token=token, expires_in=claims.exp - claims.iat, url=state.settings.gateway_url
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/ws-token")
+def ws_token() -> Response:
+    """A token for the logged-in browser user (``sub`` = username, ``sid`` = session id)."""
+    state = get_state()
+    csrf.check_header_request(state.settings.allowed_origins)
+    login = require_login(state.revoked)
+    return _token_answer(login.user, sid=login.sid)
+
+
+@bp.post("/api/tokens")
+def api_tokens() -> Response:
+    """A token for an API client (``sub`` = client id), HTTP Basic ``client_id:secret``."""
+    auth = request.authorization
+    if auth is None or auth.type != "basic":
+        raise NotAuthenticated("no Basic credentials", challenge=BASIC_CHALLENGE)
+    client_id, secret = auth.username or "", auth.password or ""
+    if not get_state().clients.authenticate(client_id, secret):
+        raise NotAuthenticated("wrong client credentials", challenge=BASIC_CHALLENGE)
+    return _token_answer(client_id)
+
+
+@bp.app_template_global("ws_token")
+def ws_token_global() -> str:
+    """``{{ ws_token() }}``: a fresh token for the logged-in user, minted while the page renders.
+
+    Raises (the page then fails with the error's JSON answer, never renders
+    without a token):
+        NotAuthenticated: nobody is logged in, or the session was logged out.
+            Guard the call with ``{% if user %}``.
+        Unavailable: Redis could not record the token.
+    """
+    state = get_state()
+    login = require_login(state.revoked)
+    token, _claims = state.signer.issue(login.user, sid=login.sid)
+    return token
+
+
+# --- keys and health ------------------------------------------------------------
+
+
+@bp.get("/.well-known/jwks.json")
+def jwks() -> BaseResponse:
+    """The key store's jwks.json, as written by ``wsauth keys``.
+
+    ``application/jwk-set+json`` is the media type RFC 7517 §8.5 registers for
+    a JWK Set; JSON parsers accept it, and it tells a reader what the document is.
+    """
+    state = get_state()
+    body = state.jwks.get()
+    if body is None:
+        raise NoSigningKey("jwks.json does not exist")
+    response = Response(body, mimetype="application/jwk-set+json")
+    response.headers["Cache-Control"] = f"public, max-age={state.settings.jwks_cache}"
+    response.add_etag()
+    conditional = response.make_conditional(request)
+    # The WSGI server sends Date itself; a second one from make_conditional would repeat it.
+    del conditional.headers["Date"]
+    return conditional
+
+
+@bp.get("/healthz")
+def healthz() -> tuple[Response, int]:
+    signer = get_state().signer
+    redis_ok = signer.redis_ok()
+    key_ok = signer.has_signing_key()
+    ok = redis_ok and key_ok
+    answer = jsonify(status="ok" if ok else "degraded", redis=redis_ok, signing_key=key_ok)
+    return answer, 200 if ok else 503

@@ -1,0 +1,69 @@
+"""GET /.well-known/jwks.json and GET /healthz."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import requests
+
+from shared.config import Settings
+from shared.keyset import Keyset
+from shared.keystore import KeyStore
+from tests.support.issuer_server import run_issuer
+
+
+def test_jwks_serves_the_key_store_public_keys_with_cache_control(
+    issuer_url: str, key_store: KeyStore, settings: Settings
+) -> None:
+    answer = requests.get(f"{issuer_url}/.well-known/jwks.json", timeout=5)
+    assert answer.status_code == 200
+    assert answer.content == key_store.jwks_path.read_bytes()
+    assert answer.headers["Content-Type"] == "application/jwk-set+json"
+    assert answer.headers["Cache-Control"] == f"public, max-age={settings.jwks_cache}"
+    keyset = Keyset.from_json(answer.content)
+    assert set(keyset) == set(key_store.public_keyset())
+    assert all("d" not in jwk for jwk in answer.json()["keys"])
+
+
+def test_jwks_max_age_follows_the_jwks_cache_setting(
+    make_settings: Callable[..., Settings],
+) -> None:
+    with run_issuer(make_settings(jwks_cache=300)) as url:
+        answer = requests.get(f"{url}/.well-known/jwks.json", timeout=5)
+    assert answer.headers["Cache-Control"] == "public, max-age=300"
+
+
+def test_jwks_answers_304_to_a_matching_etag(issuer_url: str) -> None:
+    first = requests.get(f"{issuer_url}/.well-known/jwks.json", timeout=5)
+    again = requests.get(
+        f"{issuer_url}/.well-known/jwks.json",
+        headers={"If-None-Match": first.headers["ETag"]},
+        timeout=5,
+    )
+    assert again.status_code == 304
+    assert again.content == b""
+
+
+def test_healthz_is_ok_with_redis_and_a_signing_key(issuer_url: str) -> None:
+    answer = requests.get(f"{issuer_url}/healthz", timeout=5)
+    assert answer.status_code == 200
+    assert answer.json() == {"status": "ok", "redis": True, "signing_key": True}
+
+
+def test_healthz_is_degraded_without_a_signing_key(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    with run_issuer(make_settings(keys_dir=str(tmp_path / "empty"))) as url:
+        answer = requests.get(f"{url}/healthz", timeout=5)
+        jwks = requests.get(f"{url}/.well-known/jwks.json", timeout=5)
+    assert answer.status_code == 503
+    assert answer.json() == {"status": "degraded", "redis": True, "signing_key": False}
+    assert jwks.status_code == 503
+    assert jwks.json() == {"error": "no_signing_key"}
+
+
+def test_unknown_path_is_json_404(issuer_url: str) -> None:
+    answer = requests.get(f"{issuer_url}/nowhere", timeout=5)
+    assert answer.status_code == 404
+    assert answer.json() == {"error": "not_found"}
