@@ -1,0 +1,17 @@
+"""The Tornado gateway: authenticate the WebSocket handshake, then hold the connection.
+
+Modules::
+
+    handshake.py   pure checks: Origin, RFC 6455 request, the one token source
+    keys.py        the public keyset from jwks.json, reloaded on change
+    registry.py    live connections by sub and sid (pure data structure)
+    gateway.py     one node's state and the admission pipeline (no Tornado)
+    app.py         the Tornado handlers and make_app()
+    server.py      serve/run with clean shutdown
+    client.py      a Python client for non-browser users
+    cli.py         `wsauth gateway` and `wsauth connect`
+"""
+
+from ws.app import make_app
+
+__all__ = ["make_app"]
