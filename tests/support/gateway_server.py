@@ -34,14 +34,16 @@ class GatewayHandle:
 
 
 @contextlib.contextmanager
-def run_gateway(settings: Settings, **make_app_kwargs: Any) -> Iterator[GatewayHandle]:
-    """Start a gateway on 127.0.0.1 (a free port); stop it and join its thread on exit."""
+def run_gateway(
+    settings: Settings, *, port: int = 0, **make_app_kwargs: Any
+) -> Iterator[GatewayHandle]:
+    """Start a gateway on 127.0.0.1 (``port``, default a free one); stop it and join its thread."""
     started = threading.Event()
     failure: list[BaseException] = []
     state: dict[str, Any] = {}
 
     async def main() -> None:
-        server = GatewayServer(settings, host="127.0.0.1", port=0, **make_app_kwargs)
+        server = GatewayServer(settings, host="127.0.0.1", port=port, **make_app_kwargs)
         stop = asyncio.Event()
         try:
             await server.start()

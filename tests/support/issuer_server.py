@@ -15,14 +15,14 @@ from shared.config import Settings
 
 
 @contextlib.contextmanager
-def run_issuer(settings_or_app: Settings | Flask) -> Iterator[str]:
+def run_issuer(settings_or_app: Settings | Flask, *, port: int = 0) -> Iterator[str]:
     """Yield ``http://127.0.0.1:PORT`` while a threaded werkzeug server serves the app.
 
     On exit the server is shut down, its thread joined, and the app's Redis
     connections released.
     """
     app = settings_or_app if isinstance(settings_or_app, Flask) else create_app(settings_or_app)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="test-issuer", daemon=True)
     thread.start()
     try:

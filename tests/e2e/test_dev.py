@@ -1,0 +1,147 @@
+"""`wsauth dev` (what `make run` runs): the whole stack as real processes, then Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import websockets
+
+from shared.redis_server import free_port
+
+DEMO_LINE = re.compile(r"demo user: (\w+) / (\S+)")
+
+
+class Output:
+    """Collects a child's output lines on a thread, so reads never block the test."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._pump, args=(process,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        with process.stdout:
+            for line in process.stdout:
+                self.lines.append(line.rstrip("\n"))
+
+    def close(self) -> None:
+        self._thread.join(10)
+
+    def wait_for(self, pattern: str, timeout: float = 30) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if match := re.search(pattern, line):
+                    return match
+            time.sleep(0.05)
+        raise AssertionError(f"no line matching {pattern!r} in:\n" + "\n".join(self.lines))
+
+
+@pytest.fixture
+def dev_stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Output, int, int]]:
+    issuer_port, gateway_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WSAUTH_")}
+    env["WSAUTH_KEYS_DIR"] = str(tmp_path / "keys")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "shared.cli",
+            "dev",
+            "--issuer-port",
+            str(issuer_port),
+            "--gateway-port",
+            str(gateway_port),
+        ],  # fmt: skip
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = Output(process)
+    try:
+        yield process, output, issuer_port, gateway_port
+    finally:
+        if process.poll() is None:  # the test failed early: SIGTERM stops the children too
+            process.terminate()
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        output.close()
+
+
+def test_dev_runs_the_whole_stack_and_ctrl_c_stops_everything(
+    dev_stack: tuple[subprocess.Popen[str], Output, int, int],
+) -> None:
+    process, output, issuer_port, gateway_port = dev_stack
+    output.wait_for(r"gateway listening on ws://127\.0\.0\.1:\d+/ws")
+    output.wait_for(r"issuer listening on http://127\.0\.0\.1:\d+")
+    user, password = output.wait_for(DEMO_LINE.pattern).groups()
+    redis_port = int(output.wait_for(r"embedded Redis on redis://127\.0\.0\.1:(\d+)").group(1))
+
+    issuer = f"http://127.0.0.1:{issuer_port}"
+    page = requests.get(f"{issuer}/", timeout=5)
+    assert page.status_code == 200 and "<form" in page.text  # the demo page's login form
+    session = requests.Session()
+    login = session.post(
+        f"{issuer}/login",
+        json={"username": user, "password": password},
+        headers={"X-WSAuth-CSRF": "1"},
+        timeout=5,
+    )
+    assert login.status_code == 200
+    document = session.post(
+        f"{issuer}/ws-token", headers={"X-WSAuth-CSRF": "1", "Origin": issuer}, timeout=5
+    ).json()
+    assert document["url"] == f"ws://127.0.0.1:{gateway_port}/ws"
+
+    async def connect() -> dict[str, str]:
+        async with websockets.connect(
+            document["url"],
+            subprotocols=["wsauth", f"wsauth.bearer.{document['token']}"],  # type: ignore[list-item]
+            origin=issuer,  # type: ignore[arg-type]
+            open_timeout=5,
+        ) as socket:
+            return json.loads(await asyncio.wait_for(socket.recv(), 5))  # type: ignore[no-any-return]
+
+    assert asyncio.run(connect()) == {"type": "welcome", "sub": user}
+
+    process.send_signal(signal.SIGINT)
+    assert process.wait(30) == 0
+    output.wait_for(r"^stopped$", timeout=5)
+    for port in (issuer_port, gateway_port, redis_port):  # every child is gone
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(f"http://127.0.0.1:{port}/", timeout=1)
+    assert "Traceback" not in "\n".join(output.lines)
+
+
+def test_dev_refuses_a_bad_setting_with_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WSAUTH_")}
+    env.update(WSAUTH_KEYS_DIR=str(tmp_path), WSAUTH_LEEWAY="lots")
+    result = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "dev"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert (
+        result.stderr
+        == "wsauth: error: WSAUTH_LEEWAY: must be an integer from 0 to 60, got 'lots'\n"
+    )
