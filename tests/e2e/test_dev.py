@@ -65,7 +65,7 @@ def dev_stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Output, i
             str(issuer_port),
             "--gateway-port",
             str(gateway_port),
-        ],  # fmt: skip
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

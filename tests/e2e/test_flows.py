@@ -109,7 +109,7 @@ def test_browser_flow_login_token_subprotocol_welcome(stack: Stack) -> None:
 
 def test_api_client_flow_basic_credentials_then_authorization_header(stack: Stack) -> None:
     client_id, secret = ClientStore.in_dir(stack.settings.keys_dir).add("reporting")
-    answer = requests.post(f"{stack.issuer_url}/api/tokens", auth=(client_id, secret))
+    answer = requests.post(f"{stack.issuer_url}/api/tokens", auth=(client_id, secret), timeout=5)
     assert answer.status_code == 200, answer.text
     token = answer.json()["token"]
     message, _ = asyncio.run(
@@ -156,9 +156,9 @@ def test_no_log_line_of_either_service_contains_a_token_or_secret(
     client_id, secret = ClientStore.in_dir(stack.settings.keys_dir).add("logger-check")
     session = browser_session(stack)
     browser_token = fetch_browser_token(stack, session)["token"]
-    api_token = requests.post(f"{stack.issuer_url}/api/tokens", auth=(client_id, secret)).json()[
-        "token"
-    ]
+    api_token = requests.post(
+        f"{stack.issuer_url}/api/tokens", auth=(client_id, secret), timeout=5
+    ).json()["token"]
     asyncio.run(welcome(f"{stack.ws_url}?ws_token={browser_token}"))
     refusal(f"{stack.ws_url}?ws_token={browser_token}")  # replayed: logged as a refusal
     refusal(stack.ws_url, additional_headers={"Authorization": f"Bearer {api_token}x"})
