@@ -52,7 +52,9 @@ def key_store(tmp_path: Path) -> KeyStore:
 
 
 @pytest.fixture
-def make_settings(key_store: KeyStore, redis_client: redis.Redis, redis_url: str) -> Callable[..., Settings]:
+def make_settings(
+    key_store: KeyStore, redis_client: redis.Redis, redis_url: str
+) -> Callable[..., Settings]:
     """Build settings for a test: real Redis, the test key store, overrides as given."""
 
     def build(**overrides: Any) -> Settings:

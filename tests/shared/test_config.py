@@ -43,7 +43,7 @@ def test_environment_values_are_parsed_into_types() -> None:
 
 def test_overrides_win_over_the_environment_and_are_checked_too() -> None:
     assert load_settings(env={"WSAUTH_LEEWAY": "3"}, overrides={"leeway": 7}).leeway == 7
-    with pytest.raises(ConfigError, match="^WSAUTH_TOKEN_TTL: "):
+    with pytest.raises(ConfigError, match=r"^WSAUTH_TOKEN_TTL: "):
         load_settings(env={}, overrides={"token_ttl": 900})
 
 

@@ -33,7 +33,7 @@ def test_unknown_kid_is_one_line_exit_2_and_no_change(tmp_path: Path) -> None:
     run("keys", "generate", "--keys-dir", str(tmp_path))
     before = (tmp_path / "keyset.json").read_bytes()
     for command in (["promote", "nope"], ["retire", "nope"], ["revoke", "nope"]):
-        code, out, err = run("keys", *command, "--keys-dir", str(tmp_path))
+        code, _, err = run("keys", *command, "--keys-dir", str(tmp_path))
         assert code == 2, command
         assert err.count("\n") == 1 and "no key with kid 'nope'" in err
     assert (tmp_path / "keyset.json").read_bytes() == before

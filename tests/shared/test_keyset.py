@@ -74,7 +74,7 @@ def test_from_jwks_refuses_duplicate_kids() -> None:
 
 
 def test_from_jwks_refuses_rsa_under_2048_bits() -> None:
-    small = rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key()
+    small = rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key()  # noqa: S505 - the point of the test
     with pytest.raises(InvalidKeyset, match="2048"):
         VerificationKey.from_public_key("RS256", small)
     jwk = RSAAlgorithm.to_jwk(small, as_dict=True)

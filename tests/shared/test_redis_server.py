@@ -38,7 +38,7 @@ def test_restart_keeps_the_port_and_loses_the_data() -> None:
 def test_wsauth_redis_server_names_the_binary(tmp_path: Path) -> None:
     binary = find_redis_server({})
     assert find_redis_server({"WSAUTH_REDIS_SERVER": binary}) == binary
-    with pytest.raises(ConfigError, match="^WSAUTH_REDIS_SERVER: "):
+    with pytest.raises(ConfigError, match=r"^WSAUTH_REDIS_SERVER: "):
         find_redis_server({"WSAUTH_REDIS_SERVER": str(tmp_path / "missing")})
 
 
