@@ -28,6 +28,13 @@ _dir_option = click.option(
 )
 
 
+# A kid is base64url and may begin with "-" (even "-h" or "--"): commands that
+# take one treat unknown options as the argument, and answer only --help.
+_KID_COMMAND: dict[str, Any] = {
+    "context_settings": {"ignore_unknown_options": True, "help_option_names": ["--help"]}
+}
+
+
 def _settings(keys_dir: str | None) -> Settings:
     return load_cli_settings(keys_dir=keys_dir) if keys_dir else load_cli_settings()
 
@@ -137,7 +144,7 @@ def jwks(keys_dir: str | None) -> None:
     click.echo(json.dumps(keyset.to_jwks(), indent=2, sort_keys=True))
 
 
-@keys.command()
+@keys.command(**_KID_COMMAND)
 @click.argument("kid")
 @click.option("--force", is_flag=True, help="Promote before one cache interval has passed.")
 @_dir_option
@@ -158,7 +165,7 @@ def promote(kid: str, force: bool, keys_dir: str | None, as_json: bool) -> None:
     _report(as_json, "promote", lines, {"keys": [_describe(record) for record in records]})
 
 
-@keys.command()
+@keys.command(**_KID_COMMAND)
 @click.argument("kid", required=False)
 @click.option("--force", is_flag=True, help="Retire before its retire-after time.")
 @_dir_option
@@ -173,7 +180,7 @@ def retire(kid: str | None, force: bool, keys_dir: str | None, as_json: bool) ->
     _report(as_json, "retire", [f"retired {kid}" for kid in gone], {"retired": gone})
 
 
-@keys.command()
+@keys.command(**_KID_COMMAND)
 @click.argument("kid")
 @_dir_option
 @_json_option

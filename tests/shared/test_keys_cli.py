@@ -85,3 +85,12 @@ def test_quiet_output_is_just_kids_for_scripts(tmp_path: Path) -> None:
     assert run("keys", "list", "--state", "current", "-q", env=env)[1] == current
     assert run("keys", "list", "--state", "next", "-q", env=env)[1] == upcoming
     assert run("keys", "list", "--state", "retiring", "-q", env=env)[1] == ""
+
+
+def test_kids_that_look_like_options_are_taken_as_kids(tmp_path: Path) -> None:
+    # Thumbprints are base64url: about one kid in 64 begins with "-".
+    run("keys", "generate", "--keys-dir", str(tmp_path))
+    for command in (["promote", "-Oabc"], ["retire", "--xyz"], ["revoke", "-hABC"]):
+        code, _, err = run("keys", *command, "--keys-dir", str(tmp_path))
+        assert code == 2
+        assert err == f"wsauth: error: no key with kid {command[1]!r}\n"
