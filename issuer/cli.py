@@ -23,7 +23,7 @@ import click
 from werkzeug.serving import make_server
 
 from issuer import create_app
-from issuer.clients import ClientStore, ClientStoreError
+from issuer.clients import PUSH, ClientStore, ClientStoreError
 from issuer.state import get_state
 from issuer.users import UserStore
 from shared.cli import echo_json, fail, load_cli_settings, settings_options
@@ -89,7 +89,7 @@ def issuer(host: str, port: int, demo: bool) -> None:
 
 @click.group()
 def clients() -> None:
-    """Manage API clients (HTTP Basic credentials for POST /api/tokens)."""
+    """Manage API clients (HTTP Basic credentials for POST /api/tokens and /api/push)."""
 
 
 def _store() -> ClientStore:
@@ -98,19 +98,33 @@ def _store() -> ClientStore:
 
 @clients.command("add")
 @click.argument("name")
+@click.option(
+    "--allow-push",
+    is_flag=True,
+    help="Also let the client publish to any user with POST /api/push.",
+)
 @_json_option
 @settings_options
-def add_client(name: str, as_json: bool) -> None:
+def add_client(name: str, allow_push: bool, as_json: bool) -> None:
     """Register a client called NAME; print its id and secret (shown only this once)."""
+    permissions = frozenset({PUSH}) if allow_push else frozenset()
     try:
-        client_id, secret = _store().add(name)
+        client_id, secret = _store().add(name, permissions=permissions)
     except ClientStoreError as error:
         fail(str(error))
     if as_json:
-        echo_json({"client_id": client_id, "client_secret": secret})
+        echo_json(
+            {
+                "client_id": client_id,
+                "client_secret": secret,
+                "permissions": sorted(permissions),
+            }
+        )
     else:
         click.echo(f"client_id: {client_id}")
         click.echo(f"client_secret: {secret}")
+        if permissions:
+            click.echo(f"permissions: {', '.join(sorted(permissions))}")
         click.echo("The secret is shown only now; wsauth keeps just its SHA-256.", err=True)
 
 
@@ -127,7 +141,12 @@ def list_clients(as_json: bool) -> None:
         echo_json(
             {
                 "clients": [
-                    {"client_id": c.client_id, "name": c.name, "created": c.created}
+                    {
+                        "client_id": c.client_id,
+                        "name": c.name,
+                        "created": c.created,
+                        "permissions": sorted(c.permissions),
+                    }
                     for c in entries
                 ]
             }
@@ -136,7 +155,8 @@ def list_clients(as_json: bool) -> None:
     if not entries:
         click.echo("no clients")
     for client in entries:
-        click.echo(f"{client.client_id}  {client.name}")
+        granted = f"  [{', '.join(sorted(client.permissions))}]" if client.permissions else ""
+        click.echo(f"{client.client_id}  {client.name}{granted}")
 
 
 @clients.command("remove")

@@ -20,10 +20,15 @@ Comparison uses :func:`hmac.compare_digest`, and an unknown client id is
 still compared against a dummy digest, so timing does not reveal which ids
 exist. The file is written atomically with mode 0600 (:mod:`issuer.files`).
 
+Permissions: every client may get tokens. ``"permissions": ["push"]``
+(``wsauth clients add NAME --allow-push``) also lets it publish to any user
+with ``POST /api/push``. A record without the member has no permission.
+
 File format::
 
     {"version": 1, "clients": {"c_0123456789abcdef":
-        {"name": "billing", "secret_sha256": "<hex>", "created": 1700000000}}}
+        {"name": "billing", "secret_sha256": "<hex>", "created": 1700000000,
+         "permissions": ["push"]}}}
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ from shared.errors import WsAuthError
 CLIENT_ID = re.compile(r"c_[0-9a-f]{16}")
 MAX_NAME = 128
 MAX_SECRET = 256
+PUSH = "push"
+PERMISSIONS = frozenset({PUSH})
 _DUMMY_DIGEST = hashlib.sha256(b"wsauth: no such client").hexdigest()
 
 Clients = dict[str, dict[str, Any]]
@@ -61,6 +68,21 @@ class ApiClient:
     client_id: str
     name: str
     created: int
+    permissions: frozenset[str] = frozenset()
+
+    def may(self, permission: str) -> bool:
+        return permission in self.permissions
+
+
+def _client(client_id: str, record: dict[str, Any]) -> ApiClient:
+    granted = record.get("permissions")
+    names = granted if isinstance(granted, list) else []
+    return ApiClient(
+        client_id,
+        str(record.get("name", "")),
+        int(record.get("created", 0)),
+        frozenset(name for name in names if name in PERMISSIONS),
+    )
 
 
 def _digest(secret: str) -> str:
@@ -91,15 +113,19 @@ class ClientStore:
     def in_dir(cls, keys_dir: Path | str) -> ClientStore:
         return cls(Path(keys_dir) / "clients.json")
 
-    def add(self, name: str) -> tuple[str, str]:
+    def add(self, name: str, *, permissions: frozenset[str] = frozenset()) -> tuple[str, str]:
         """Register a client; return ``(client_id, secret)``. The secret is not kept.
 
         Raises:
-            ClientStoreError: the name is empty, too long or not printable.
+            ClientStoreError: the name is empty, too long or not printable, or a
+                permission is unknown.
         """
         name = name.strip()
         if not name or len(name) > MAX_NAME or not name.isprintable():
             raise ClientStoreError(f"a client name is 1 to {MAX_NAME} printable characters")
+        unknown = set(permissions) - PERMISSIONS
+        if unknown:
+            raise ClientStoreError(f"unknown permission {sorted(unknown)[0]!r}")
         secret = secrets.token_urlsafe(32)
         with locked(self.path):
             clients = _load(self.path)
@@ -110,16 +136,14 @@ class ClientStore:
                 "name": name,
                 "secret_sha256": _digest(secret),
                 "created": int(time.time()),
+                "permissions": sorted(permissions),
             }
             self._write(clients)
         return client_id, secret
 
     def all(self) -> list[ApiClient]:
         """Every client, oldest first; no secrets."""
-        clients = [
-            ApiClient(client_id, str(record.get("name", "")), int(record.get("created", 0)))
-            for client_id, record in self._file.get().items()
-        ]
+        clients = [_client(client_id, record) for client_id, record in self._file.get().items()]
         return sorted(clients, key=lambda client: (client.created, client.client_id))
 
     def remove(self, client_id: str) -> None:
@@ -141,13 +165,25 @@ class ClientStore:
         Raises:
             ClientStoreError: clients.json exists but cannot be read.
         """
+        return self.identify(client_id, secret) is not None
+
+    def identify(self, client_id: str, secret: str) -> ApiClient | None:
+        """The client whose id and secret these are (with its permissions), else None.
+
+        Uniform timing: an unknown id is compared against a dummy digest.
+
+        Raises:
+            ClientStoreError: clients.json exists but cannot be read.
+        """
         record = self._file.get().get(client_id) if CLIENT_ID.fullmatch(client_id) else None
         stored = record.get("secret_sha256") if isinstance(record, dict) else None
         known = isinstance(stored, str)
         expected = stored if isinstance(stored, str) else _DUMMY_DIGEST
         given = _digest(secret[:MAX_SECRET])
         same = hmac.compare_digest(given.encode(), expected.encode())
-        return same and known and len(secret) <= MAX_SECRET
+        if not (same and known and len(secret) <= MAX_SECRET) or not isinstance(record, dict):
+            return None
+        return _client(client_id, record)
 
     def _write(self, clients: Clients) -> None:
         try:

@@ -6,11 +6,13 @@ token minted from this session, so the gateway can close that session's
 sockets), the login time, and the CSRF token of the forms.
 
 A signed cookie stays valid until it expires, even after logout, if someone
-kept a copy. So logout also records the sid as revoked in Redis
-(``{prefix}revoked_sid:{sid}``, TTL = the session lifetime, after which the
-cookie is refused anyway): a copied cookie cannot mint tokens after logout.
-The session lifetime is absolute (:data:`SESSION_LIFETIME`, counted from
-login), not sliding.
+kept a copy. So logout revokes the session (:func:`shared.sessions.revoke_session`):
+it records the sid as revoked in Redis (``{prefix}revoked_sid:{sid}``, TTL =
+the session lifetime, after which the cookie is refused anyway) so that a
+copied cookie cannot mint tokens after logout, deletes the session's unused
+tokens, and publishes a revoke event so that every gateway closes the
+session's live WebSockets with 4001. The session lifetime is absolute
+(:data:`SESSION_LIFETIME`, counted from login), not sliding.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from datetime import timedelta
 import redis
 from flask import session
 
-from shared.errors import NotAuthenticated, Unavailable
+from shared.errors import NotAuthenticated
+from shared.sessions import REVOCATION_TTL, Revocation, revoke_session, session_is_revoked
 
-SESSION_LIFETIME = timedelta(hours=8)
+SESSION_LIFETIME = timedelta(seconds=REVOCATION_TTL)
 
 
 @dataclass(frozen=True)
@@ -42,24 +45,18 @@ class RevokedSessions:
     def __init__(self, client: redis.Redis, *, prefix: str) -> None:
         self._client = client
         self._prefix = prefix
-        self._ttl = int(SESSION_LIFETIME.total_seconds())
 
-    def _key(self, sid: str) -> str:
-        return f"{self._prefix}revoked_sid:{sid}"
+    def revoke(self, sid: str) -> Revocation:
+        """Revoke the session: recorded, unused tokens deleted, live sockets closed (4001).
 
-    def revoke(self, sid: str) -> None:
-        """Raises: Unavailable: Redis did not answer in time."""
-        try:
-            self._client.set(self._key(sid), b"1", ex=self._ttl)
-        except redis.RedisError as error:
-            raise Unavailable(type(error).__name__) from None
+        Raises:
+            Unavailable: Redis did not answer in time.
+        """
+        return revoke_session(self._client, self._prefix, sid)
 
     def is_revoked(self, sid: str) -> bool:
         """Raises: Unavailable: Redis did not answer in time (fail closed)."""
-        try:
-            return bool(self._client.exists(self._key(sid)))
-        except redis.RedisError as error:
-            raise Unavailable(type(error).__name__) from None
+        return session_is_revoked(self._client, self._prefix, sid)
 
 
 def current_login(now: float | None = None) -> Login | None:
@@ -99,16 +96,16 @@ def log_in(user: str) -> Login:
     return login
 
 
-def log_out(revoked: RevokedSessions) -> Login | None:
-    """End the session; revoke its sid so that a copy of the cookie is worthless.
+def log_out(revoked: RevokedSessions) -> tuple[Login, Revocation] | None:
+    """End the session and revoke its sid (see the module docstring).
 
     The cookie is cleared even when Redis is down; the error is raised after.
 
     Raises:
-        Unavailable: the sid could not be recorded as revoked.
+        Unavailable: the sid could not be revoked.
     """
     login = current_login()
     session.clear()
-    if login is not None:
-        revoked.revoke(login.sid)
-    return login
+    if login is None:
+        return None
+    return login, revoked.revoke(login.sid)

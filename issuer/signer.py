@@ -7,9 +7,11 @@ when ``(st_ino, st_mtime_ns, st_size)`` changed (the key store replaces the
 file by rename, so a change always shows).
 
 :meth:`Signer.issue` mints with :func:`shared.tokens.mint` and then records
-the jti in Redis with :class:`shared.replay.ReplayGuard`. If recording
-fails, the token is dropped: a token is only ever handed out after its jti
-is stored, otherwise the gateway would refuse it anyway (fail closed).
+the jti in Redis with :class:`shared.replay.ReplayGuard` and, for a token of
+a browser session, in the session's index (:class:`shared.sessions.SessionTokens`)
+so that logout can delete it unused. If recording fails, the token is
+dropped: a token is only ever handed out after its jti is stored, otherwise
+the gateway would refuse it anyway (fail closed).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from shared.errors import KeyStoreError, NoSigningKey
 from shared.keyset import SigningKey
 from shared.keystore import KeyStore
 from shared.replay import ReplayGuard, sync_client
+from shared.sessions import SessionTokens
 from shared.tokens import Claims, mint
 
 log = logging.getLogger("wsauth.issuer")
@@ -43,6 +46,9 @@ class Signer:
             settings.effective_redis_url, timeout=settings.redis_timeout
         )
         self._guard = ReplayGuard(self.redis, prefix=settings.redis_prefix, leeway=settings.leeway)
+        self._sessions = SessionTokens(
+            self.redis, prefix=settings.redis_prefix, leeway=settings.leeway
+        )
 
     def _load_key(self, path: Path) -> SigningKey | None:
         key = self._store.signing_key()
@@ -95,6 +101,7 @@ class Signer:
             scope=scope,
         )
         self._guard.record(claims)
+        self._sessions.add(claims)
         log.info(
             "issued token sub=%s sid=%s jti=%s kid=%s exp=%d",
             claims.sub,

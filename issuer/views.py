@@ -8,7 +8,11 @@ path                    method  what
 ``/login``              POST    form (``csrf_token``) or JSON (``X-WSAuth-CSRF: 1``)
 ``/logout``             POST    form (``csrf_token``) or ``X-WSAuth-CSRF: 1``
 ``/ws-token``           POST    session + ``X-WSAuth-CSRF: 1`` → token
+``/push-self``          POST    session + ``X-WSAuth-CSRF: 1``, ``{"data": ...}`` → push to
+                                your own connections → ``{"delivered_to_nodes": n}``
 ``/api/tokens``         POST    HTTP Basic ``client_id:secret`` → token
+``/api/push``           POST    HTTP Basic (client with the push permission),
+                                ``{"sub", "data"}`` → ``{"delivered_to_nodes": n}``
 ``/.well-known/jwks.json`` GET  the public keys
 ``/healthz``            GET     Redis and signing key status
 ======================  ======  ==================================================
@@ -28,9 +32,11 @@ from flask import Blueprint, Response, g, jsonify, redirect, render_template, re
 from werkzeug.wrappers import Response as BaseResponse
 
 from issuer import csrf
+from issuer.clients import PUSH, ApiClient
 from issuer.login import current_login, log_in, log_out, require_login
 from issuer.state import get_state
-from shared.errors import BadRequest, CsrfRejected, NoSigningKey, NotAuthenticated
+from shared.errors import BadRequest, CsrfRejected, Forbidden, NoSigningKey, NotAuthenticated
+from shared.events import MAX_EVENT_BYTES, publish_push
 
 log = logging.getLogger("wsauth.issuer")
 
@@ -114,9 +120,16 @@ def login() -> BaseResponse:
 @bp.post("/logout")
 def logout() -> BaseResponse:
     csrf.check_form_request()
-    login = log_out(get_state().revoked)
-    if login is not None:
-        log.info("logout user=%s sid=%s", login.user, login.sid)
+    ended = log_out(get_state().revoked)
+    if ended is not None:
+        login, revocation = ended
+        log.info(
+            "logout user=%s sid=%s nodes=%d unused_tokens_deleted=%d",
+            login.user,
+            login.sid,
+            revocation.nodes,
+            revocation.tokens_deleted,
+        )
     if csrf.has_custom_header():
         return jsonify(status="logged_out")
     return redirect(url_for("issuer.index"), code=303)
@@ -144,16 +157,51 @@ def ws_token() -> Response:
     return _token_answer(login.user, sid=login.sid)
 
 
-@bp.post("/api/tokens")
-def api_tokens() -> Response:
-    """A token for an API client (``sub`` = client id), HTTP Basic ``client_id:secret``."""
+def _api_client() -> ApiClient:
+    """The API client of this request's HTTP Basic credentials.
+
+    Raises:
+        NotAuthenticated: no Basic credentials, or wrong ones (401 with a challenge).
+    """
     auth = request.authorization
     if auth is None or auth.type != "basic":
         raise NotAuthenticated("no Basic credentials", challenge=BASIC_CHALLENGE)
-    client_id, secret = auth.username or "", auth.password or ""
-    if not get_state().clients.authenticate(client_id, secret):
+    client = get_state().clients.identify(auth.username or "", auth.password or "")
+    if client is None:
         raise NotAuthenticated("wrong client credentials", challenge=BASIC_CHALLENGE)
-    return _token_answer(client_id)
+    return client
+
+
+@bp.post("/api/tokens")
+def api_tokens() -> Response:
+    """A token for an API client (``sub`` = client id), HTTP Basic ``client_id:secret``."""
+    return _token_answer(_api_client().client_id)
+
+
+@bp.post("/api/push")
+def api_push() -> Response:
+    """Publish ``{"sub": ..., "data": ...}`` to every live connection of ``sub``.
+
+    For API clients with the ``push`` permission (``wsauth clients add NAME
+    --allow-push``); others get 403 ``forbidden``. The body must be JSON
+    (``Content-Type: application/json``: a cross-site HTML form cannot send
+    it). The answer, ``{"delivered_to_nodes": n}``, counts the gateway
+    processes that received the event, not connections: a user with no live
+    connection is not an error.
+    """
+    client = _api_client()
+    if not client.may(PUSH):
+        raise Forbidden(f"client {client.client_id} has no push permission")
+    if not request.is_json:
+        raise BadRequest("the body must be application/json")
+    request.max_content_length = MAX_EVENT_BYTES + 1024
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("sub"), str) or "data" not in body:
+        raise BadRequest('the body must be a JSON object {"sub": "...", "data": ...}')
+    state = get_state()
+    nodes = publish_push(state.signer.redis, state.settings.redis_prefix, body["sub"], body["data"])
+    log.info("push client=%s sub=%s nodes=%d", client.client_id, body["sub"], nodes)
+    return jsonify(delivered_to_nodes=nodes)
 
 
 @bp.app_template_global("ws_token")
@@ -170,6 +218,27 @@ def ws_token_global() -> str:
     login = require_login(state.revoked)
     token, _claims = state.signer.issue(login.user, sid=login.sid)
     return token
+
+
+# --- the demo page's push button ------------------------------------------------
+
+
+@bp.post("/push-self")
+def push_self() -> Response:
+    """Push ``{"data": ...}`` to the logged-in user's own live connections (the demo page).
+
+    Only ever to the session's own ``sub``: a browser user cannot push to
+    anyone else (backends use ``POST /api/push`` with client credentials).
+    """
+    state = get_state()
+    csrf.check_header_request(state.settings.allowed_origins)
+    login = require_login(state.revoked)
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or "data" not in body:
+        raise BadRequest('push-self body must be a JSON object {"data": ...}')
+    nodes = publish_push(state.signer.redis, state.settings.redis_prefix, login.user, body["data"])
+    log.info("push-self user=%s nodes=%d", login.user, nodes)
+    return jsonify(delivered_to_nodes=nodes)
 
 
 # --- keys and health ------------------------------------------------------------

@@ -290,8 +290,25 @@ SETTINGS: tuple[Setting, ...] = (
         "ping_interval",
         _int_between(0, 3600),
         "20",
-        "Gateway: seconds between pings (0 disables).",
+        "Gateway: after this many seconds without a frame from a client, ping it "
+        "(0 disables heartbeats and the idle close).",
         bounds="0 to 3600",
+    ),
+    Setting(
+        "ping_timeout",
+        _int_between(1, 3600),
+        "10",
+        "Gateway: seconds to wait for any frame (the pong) after a ping before closing "
+        "the connection with 4003 (idle).",
+        bounds="1 to 3600",
+    ),
+    Setting(
+        "max_connection_age",
+        _int_between(0, 7 * 86400),
+        "0",
+        "Gateway: close a connection with 4002 (reauthenticate) after at most this many "
+        "seconds (each connection 0 to 10% earlier, to spread reconnects); 0 = no limit.",
+        bounds="0 (off) to 604800",
     ),
     Setting(
         "idle_timeout",
@@ -332,6 +349,8 @@ class Settings:
     gateway_url: str
     max_message_size: int
     ping_interval: int
+    ping_timeout: int
+    max_connection_age: int
     idle_timeout: int
     cookie_secure: bool
 

@@ -25,9 +25,11 @@ token itself.
     │   ├── WrongAudience           wrong_audience
     │   └── Replayed                token_replayed
     ├── BadRequest                  400
-    │   └── MultipleTokens          multiple_tokens
+    │   ├── MultipleTokens          multiple_tokens
+    │   ├── BadEvent                bad_event (push/revoke event malformed)
+    │   └── EventTooLarge           413  event_too_large
     ├── NotAuthenticated            401  not_authenticated (issuer: no session / bad credentials)
-    ├── Forbidden                   403
+    ├── Forbidden                   403  forbidden (e.g. an API client without the push permission)
     │   ├── OriginNotAllowed        origin_not_allowed
     │   └── CsrfRejected            csrf_rejected
     ├── Unavailable                 503  redis_unavailable / no_signing_key
@@ -128,6 +130,19 @@ class BadRequest(WsAuthError):
 
 class MultipleTokens(BadRequest):
     code = "multiple_tokens"
+
+
+class BadEvent(BadRequest):
+    """A push or revoke event is not what :mod:`shared.events` defines."""
+
+    code = "bad_event"
+
+
+class EventTooLarge(BadRequest):
+    """An encoded event is over :data:`shared.events.MAX_EVENT_BYTES`."""
+
+    code = "event_too_large"
+    status = 413
 
 
 class NotAuthenticated(WsAuthError):

@@ -5,11 +5,18 @@ The handlers are thin adapters around :class:`ws.gateway.Gateway`:
 ``get()``: a refused request gets an HTTP answer (``{"error": code}``, JSON)
 and no upgrade; an accepted one goes on to Tornado's own upgrade.
 
-After the upgrade the gateway sends one text message, ``{"type": "welcome",
-"sub": <sub>}``, and registers the connection under its ``sub`` (and
-``sid``). Messages from the client are ignored: the channel carries messages
-from backends to users; anything larger than ``max_message_size`` closes the
-connection (1009).
+After the upgrade the gateway registers the connection under its ``sub``
+(and ``sid``) and sends one text message, ``{"type": "welcome", "sub":
+<sub>}``; pushes then arrive as ``{"type": "push", "data": ...}``. Messages
+from the client are ignored (they only count as signs of life): the channel
+carries messages from backends to users; anything larger than
+``max_message_size`` closes the connection (1009). The other close codes —
+4001 revoked, 4002 reauthenticate (``max_connection_age``), 4003 idle, 1001
+shutdown, 1011 internal error — are in :mod:`ws.lifetime`.
+
+An application built by :func:`make_app` must be started on its loop with
+``await app.gateway.start()`` (pub/sub and heartbeats) and stopped with
+``await app.gateway.close()``; :class:`ws.server.GatewayServer` does both.
 
 Logging (logger ``wsauth.gateway``): one line per request with method, path
 (never the query string), status, duration, client IP and, for a refusal,
@@ -19,6 +26,7 @@ Logging (logger ``wsauth.gateway``): one line per request with method, path
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -27,15 +35,19 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+import tornado.ioloop
 import tornado.web
 import tornado.websocket
 
 from shared.config import Settings
 from shared.errors import ConfigError, InvalidToken, TokenMissing, WsAuthError
 from shared.replay import AsyncReplayGuard, async_client
+from shared.tokens import Claims
 from ws.gateway import Admission, Gateway, HandshakeRequest
 from ws.handshake import QUERY_PARAMETER, check_origin, select_subprotocol
+from ws.jwks_url import MIN_INTERVAL, UrlKeysetSource
 from ws.keys import FileKeysetSource, KeysetSource
+from ws.lifetime import INTERNAL_ERROR, REASONS, REAUTHENTICATE, Liveness, max_age_delay
 from ws.registry import ConnectionRegistry
 
 log = logging.getLogger("wsauth.gateway")
@@ -131,6 +143,8 @@ class GatewaySocket(_JsonHandler, tornado.websocket.WebSocketHandler):
     # on_close at most once, so a connection that closed while Redis was
     # being asked must never be registered afterwards.
     client_gone: bool = False
+    liveness: Liveness
+    _max_age_timer: object | None = None
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         try:
@@ -177,22 +191,74 @@ class GatewaySocket(_JsonHandler, tornado.websocket.WebSocketHandler):
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
         return select_subprotocol(subprotocols)
 
+    @property
+    def claims(self) -> Claims:
+        assert self.admission is not None
+        return self.admission.claims
+
     async def open(self, *args: Any, **kwargs: Any) -> None:
         assert self.admission is not None
         if self.client_gone:
             return
-        claims = self.admission.claims
-        self.gateway.registry.add(self, sub=claims.sub, sid=claims.sid)
+        loop = tornado.ioloop.IOLoop.current()
+        try:
+            self.liveness = Liveness(last_heard=_loop_time())
+            if not self.gateway.admit(self):
+                return  # revoked a moment ago: closed with 4001
+            max_age = self.gateway.settings.max_connection_age
+            if max_age:
+                self._max_age_timer = loop.call_later(max_age_delay(max_age), self._expire)
+        except Exception:
+            log.exception("opening a connection failed")
+            self.close(INTERNAL_ERROR, REASONS[INTERNAL_ERROR])
+            return
         # The client may have left at once: on_close unregisters it.
         with contextlib.suppress(tornado.websocket.WebSocketClosedError):
-            await self.write_message(json.dumps({"type": "welcome", "sub": claims.sub}))
+            await self.write_message(json.dumps({"type": "welcome", "sub": self.claims.sub}))
+
+    def _expire(self) -> None:
+        self._max_age_timer = None
+        self.close(REAUTHENTICATE, REASONS[REAUTHENTICATE])
 
     def on_message(self, message: str | bytes) -> None:
         """Client messages are ignored: the channel carries backend → user messages."""
+        self.liveness.heard(_loop_time())
+
+    def on_ping(self, data: bytes) -> None:
+        self.liveness.heard(_loop_time())
+
+    def on_pong(self, data: bytes) -> None:
+        self.liveness.heard(_loop_time())
+
+    def send(self, message: str) -> None:
+        """Queue ``message``; dropped when the connection is closing."""
+        try:
+            sent = self.write_message(message)
+        except tornado.websocket.WebSocketClosedError:
+            return
+        sent.add_done_callback(_ignore_closed)
+
+    def send_ping(self) -> None:
+        with contextlib.suppress(tornado.websocket.WebSocketClosedError):
+            self.ping()
 
     def on_close(self) -> None:
         self.client_gone = True
+        if self._max_age_timer is not None:
+            tornado.ioloop.IOLoop.current().remove_timeout(self._max_age_timer)
+            self._max_age_timer = None
         self.gateway.registry.remove(self)
+
+
+def _loop_time() -> float:
+    """The clock of the heartbeat sweep (asyncio's monotonic loop time, not IOLoop.time())."""
+    return asyncio.get_running_loop().time()
+
+
+def _ignore_closed(sent: Any) -> None:
+    """A message to a connection that closed meanwhile is lost, not an error to log."""
+    if not sent.cancelled():
+        sent.exception()
 
 
 def access_log(handler: tornado.web.RequestHandler) -> None:
@@ -217,6 +283,29 @@ def access_log(handler: tornado.web.RequestHandler) -> None:
     log.log(level, " ".join(parts))
 
 
+class RedactMalformedRequests(logging.Filter):
+    """Tornado's HTTP layer logs why it refused a request before any handler ran
+    (``Malformed HTTP message from <ip>: <error>``), and the error quotes the bad
+    header line — which can hold a token. Keep the line, drop the quote."""
+
+    PREFIX = "Malformed HTTP message from"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.msg
+        if isinstance(message, str) and message.startswith(self.PREFIX):
+            peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg = "Malformed HTTP message from %s (details withheld: may hold a token)"
+            record.args = (peer,)
+        return True
+
+
+def install_log_redaction() -> None:
+    """Add :class:`RedactMalformedRequests` to ``tornado.general`` (once per process)."""
+    logger = logging.getLogger("tornado.general")
+    if not any(isinstance(known, RedactMalformedRequests) for known in logger.filters):
+        logger.addFilter(RedactMalformedRequests())
+
+
 def _printable(text: str) -> str:
     """Client-controlled text made safe for one log line (no control characters, bounded)."""
     cleaned = "".join(ch if ch.isprintable() else "?" for ch in text[:_MAX_LOGGED_PATH])
@@ -225,12 +314,11 @@ def _printable(text: str) -> str:
 
 def application_settings(settings: Settings) -> dict[str, Any]:
     """Tornado application settings that follow from wsauth settings."""
-    interval = settings.ping_interval or None
     return {
         "websocket_max_message_size": settings.max_message_size,
-        "websocket_ping_interval": interval,
-        # A pong must come back within half the interval (at least 1 s).
-        "websocket_ping_timeout": min(interval, max(1.0, interval / 2)) if interval else None,
+        # Heartbeats are the gateway's own sweep (ws.lifetime): Tornado's would
+        # close a silent connection with 1000 instead of 4003.
+        "websocket_ping_interval": None,
         "log_function": access_log,
         "default_handler_class": NotFoundHandler,
         "compress_response": False,
@@ -259,20 +347,36 @@ def make_app(
     """Build the gateway application; defaults come from ``settings``.
 
     Raises:
-        ConfigError: ``WSAUTH_JWKS_URL`` is set (the gateway reads ``jwks.json`` only).
+        ConfigError: ``keyset_source`` trusts keys for an issuer other than ``settings.issuer``.
     """
+    # Keys come from WSAUTH_JWKS_URL when set (fetched in the background, see
+    # ws.jwks_url), else from {keys dir}/jwks.json. Either way the keys are
+    # trusted for settings.issuer only: verify() requires iss == settings.issuer.
     if keyset_source is None:
         if settings.jwks_url:
-            raise ConfigError(
-                "WSAUTH_JWKS_URL",
-                "is not supported by the gateway yet; unset it to use {keys dir}/jwks.json",
+
+            url_source = UrlKeysetSource(
+                settings.jwks_url,
+                issuer=settings.issuer,
+                min_interval=min(MIN_INTERVAL, settings.jwks_cache),
+                default_max_age=settings.jwks_cache,
+                clock=clock,
             )
-        keyset_source = FileKeysetSource(settings.keys_dir / "jwks.json", now=clock())
+            url_source.start()
+            keyset_source = url_source
+        else:
+            keyset_source = FileKeysetSource(settings.keys_dir / "jwks.json", now=clock())
+    source_issuer = getattr(keyset_source, "issuer", settings.issuer)
+    if source_issuer != settings.issuer:
+        raise ConfigError(
+            "WSAUTH_ISSUER", f"the keyset source trusts keys for {source_issuer!r} only"
+        )
     if replay is None:
         replay = AsyncReplayGuard(
             async_client(settings.effective_redis_url, timeout=settings.redis_timeout),
             prefix=settings.redis_prefix,
         )
+    install_log_redaction()
     application = GatewayApplication(
         [(r"/ws", GatewaySocket), (r"/healthz", HealthHandler)],
         **application_settings(settings),

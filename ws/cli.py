@@ -11,8 +11,7 @@ import click
 
 from shared.cli import fail, load_cli_settings, settings_options
 from shared.errors import WsAuthError
-from ws.client import connect as open_connection
-from ws.client import fetch_token
+from ws.client import ReconnectingClient, Status
 from ws.server import run
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -71,29 +70,44 @@ def connect(
     gateway_url: str | None,
     count: int | None,
 ) -> None:
-    """Get a token from the issuer, connect, print each message (one JSON per line)."""
+    """Connect and print each message (one JSON per line); reconnect with a fresh token.
+
+    Every attempt gets a new token from the issuer. The gateway closing with
+    4002 reconnects at once; other closes after a jittered backoff; 4001
+    (revoked) or the issuer refusing the credentials (401/403) stops with
+    exit status 2. Reconnects are reported on stderr.
+    """
+    client = ReconnectingClient.for_api_client(
+        issuer_url, client_id, client_secret, url=gateway_url, on_status=_report
+    )
     try:
-        document = fetch_token(issuer_url, client_id, client_secret)
-        url = gateway_url or document.get("url") or "ws://127.0.0.1:8765/ws"
-        asyncio.run(_print_messages(str(url), document["token"], count))
+        asyncio.run(_print_messages(client, count))
     except WsAuthError as error:
         fail(str(error))
     except KeyboardInterrupt:
         sys.exit(130)
 
 
-async def _print_messages(url: str, token: str, count: int | None) -> None:
-    connection = await open_connection(url, token)
+async def _print_messages(client: ReconnectingClient, count: int | None) -> None:
     received = 0
-    async with connection:
-        async for message in connection:
+    async with client:
+        async for message in client:
             text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
             click.echo(_one_line(text))
             received += 1
             if count is not None and received >= count:
                 return
-    if connection.close_code not in (None, 1000, 1001):
-        fail(f"connection closed: {connection.close_code} {connection.close_reason or ''}".strip())
+
+
+def _report(status: Status) -> None:
+    """Reconnects on stderr, one line each (stdout carries only the messages)."""
+    if status.state == "closed":
+        click.echo(
+            f"wsauth: connection closed: {status.close_code} {status.reason or ''}", err=True
+        )
+    elif status.state == "retrying":
+        why = f" ({status.error})" if status.error else ""
+        click.echo(f"wsauth: reconnecting in {status.delay:.1f}s{why}", err=True)
 
 
 def _one_line(text: str) -> str:

@@ -1,13 +1,28 @@
 """A small Python client for non-browser users: get a token, connect, read messages.
 
-::
+Most programs want :class:`ReconnectingClient`: one async iterator over the
+messages of a connection that is re-opened, with a fresh token from the
+issuer every time, whenever the gateway closes it::
 
-    document = fetch_token("http://127.0.0.1:8000", "my-client", secret)
-    async with await connect(document["url"], document["token"]) as connection:
-        async for message in connection:
+    client = ReconnectingClient.for_api_client("http://127.0.0.1:8000", "c_...", secret)
+    async with client:
+        async for message in client:     # str: welcome, then {"type": "push", ...}
             print(message)
 
-The token travels in ``Authorization: Bearer`` (never in the URL). Both steps
+It follows the close codes of docs/reference/close-codes.md, as the browser
+module does:
+
+- 4002 (reauthenticate): reconnect at once with a fresh token, no delay;
+- 1001, 1009, 1011, 4003, a lost connection, a 5xx/429 or an unreachable
+  issuer or gateway: reconnect after exponential backoff with full jitter
+  (:class:`ws.backoff.Backoff`, capped), again with a fresh token;
+- 4001 (revoked): stop — the iteration raises :class:`Revoked`;
+- the token endpoint answers 401 or 403 (credentials wrong or removed):
+  stop — the iteration raises that :class:`ClientError`;
+- 1000 (normal close): the iteration ends.
+
+The single steps are there too: :func:`fetch_token` and :func:`connect`.
+The token travels in ``Authorization: Bearer`` (never in the URL). Both
 raise :class:`ClientError` with the server's machine code when refused.
 """
 
@@ -15,9 +30,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+import random
+import time
 import urllib.error
 import urllib.request
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +46,8 @@ import tornado.httpclient
 import tornado.websocket
 
 from shared.errors import WsAuthError
+from ws.backoff import Backoff
+from ws.lifetime import NORMAL, REAUTHENTICATE, REVOKED
 
 DEFAULT_TIMEOUT = 10.0
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -199,3 +221,195 @@ def _error_code(body: bytes | None) -> str:
         return "unknown"
     error = document.get("error") if isinstance(document, dict) else None
     return error if isinstance(error, str) else "unknown"
+
+
+# --- reconnecting client -------------------------------------------------------------
+
+RECONNECT_BACKOFF = Backoff(base=0.5, cap=30.0)
+# A connection that stayed open this long resets the backoff: a gateway that
+# accepts and then closes at once is not hammered at the shortest delay.
+STABLE_AFTER = 10.0
+# The token endpoint's answers that mean "you will not get a token": stop.
+TERMINAL_TOKEN_STATUSES = frozenset({401, 403})
+# Gateway refusals that a new token cannot fix (a malformed request, a refused Origin).
+TERMINAL_HANDSHAKE_STATUSES = frozenset({400, 403})
+
+TokenFetcher = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class Revoked(ClientError):
+    """The gateway closed the connection with 4001: the session or user was revoked."""
+
+    def __init__(self, reason: str | None) -> None:
+        shown = f"{REVOKED} {reason}" if reason else str(REVOKED)
+        super().__init__(f"connection revoked ({shown})", http_status=None, error="revoked")
+        self.close_code = REVOKED
+
+
+class _Stop(Exception):
+    """Internal: a refusal that no retry can fix; carries the error to raise."""
+
+    def __init__(self, error: ClientError) -> None:
+        super().__init__(error.error)
+        self.error = error
+
+
+@dataclass(frozen=True)
+class Status:
+    """A change of the client's state, for ``on_status``.
+
+    ``state`` is ``connecting``, ``connected``, ``closed`` (``close_code``,
+    ``reason``), ``retrying`` (``delay`` seconds, ``error`` when a step failed)
+    or ``stopped``.
+    """
+
+    state: str
+    close_code: int | None = None
+    reason: str | None = None
+    delay: float | None = None
+    error: str | None = None
+
+
+class ReconnectingClient:
+    """Messages of one logical connection, re-opened with a fresh token after every close."""
+
+    def __init__(
+        self,
+        fetch: TokenFetcher,
+        *,
+        url: str | None = None,
+        backoff: Backoff = RECONNECT_BACKOFF,
+        on_status: Callable[[Status], None] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        stable_after: float = STABLE_AFTER,
+        draw: Callable[[], float] = random.random,
+    ) -> None:
+        """``fetch`` returns the issuer's token answer (``{"token", "url", ...}``);
+        ``url`` overrides the answer's gateway URL."""
+        self._fetch = fetch
+        self._url = url
+        self._backoff = backoff
+        self._on_status = on_status
+        self._timeout = timeout
+        self._stable_after = stable_after
+        self._draw = draw
+        self._connection: GatewayConnection | None = None
+        self._iterator: AsyncGenerator[str | bytes, None] | None = None
+        self._closed = False
+        self._stopping = asyncio.Event()
+        self.connections = 0
+
+    @classmethod
+    def for_api_client(
+        cls, issuer_url: str, client_id: str, client_secret: str, **options: Any
+    ) -> ReconnectingClient:
+        """Tokens from ``POST {issuer}/api/tokens`` with these client credentials."""
+        timeout = float(options.get("timeout", DEFAULT_TIMEOUT))
+
+        async def fetch() -> dict[str, Any]:
+            return await asyncio.to_thread(
+                fetch_token, issuer_url, client_id, client_secret, timeout=timeout
+            )
+
+        return cls(fetch, **options)
+
+    def __aiter__(self) -> AsyncGenerator[str | bytes, None]:
+        if self._iterator is None:
+            self._iterator = self._messages()
+        return self._iterator
+
+    async def aclose(self) -> None:
+        """Stop: close the current connection (1000) and end the iteration."""
+        self._closed = True
+        self._stopping.set()
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.aclose()
+        iterator, self._iterator = self._iterator, None
+        if iterator is not None and not getattr(iterator, "ag_running", False):
+            await iterator.aclose()
+
+    async def __aenter__(self) -> ReconnectingClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def _status(self, state: str, **details: Any) -> None:
+        if self._on_status is not None:
+            self._on_status(Status(state, **details))
+
+    async def _wait(self, attempt: int, error: str | None = None) -> None:
+        delay = self._backoff.delay(attempt, draw=self._draw)
+        self._status("retrying", delay=delay, error=error)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), delay)  # aclose() cuts it short
+
+    async def _open(self) -> GatewayConnection:
+        """One attempt: a fresh token, then the handshake.
+
+        Raises:
+            _Stop: a refusal that no retry can fix.
+            ClientError: anything else (worth another attempt).
+        """
+        try:
+            document = await self._fetch()
+        except ClientError as error:
+            if error.http_status in TERMINAL_TOKEN_STATUSES or error.error == "bad_url":
+                raise _Stop(error) from None
+            raise
+        url = self._url or document.get("url")
+        if not isinstance(url, str):
+            raise _Stop(ClientError("no gateway URL", http_status=None, error="bad_url"))
+        try:
+            return await connect(url, document["token"], timeout=self._timeout)
+        except ClientError as error:
+            if error.http_status in TERMINAL_HANDSHAKE_STATUSES or error.error == "bad_url":
+                raise _Stop(error) from None
+            raise
+
+    async def _messages(self) -> AsyncGenerator[str | bytes, None]:
+        attempt = 0
+        try:
+            while not self._closed:
+                self._status("connecting")
+                try:
+                    connection = await self._open()
+                except _Stop as stop:
+                    self._status("stopped", error=stop.error.error)
+                    raise stop.error from None
+                except ClientError as error:
+                    await self._wait(attempt, error.error)
+                    attempt += 1
+                    continue
+                self._connection = connection
+                self.connections += 1
+                opened = time.monotonic()
+                self._status("connected")
+                async for message in connection:
+                    yield message
+                self._connection = None
+                code, reason = connection.close_code, connection.close_reason
+                connection.close()  # releases the socket (the gateway closed first)
+                self._status("closed", close_code=code, reason=reason)
+                if self._closed or code == NORMAL:
+                    break
+                if code == REVOKED:
+                    self._status("stopped", close_code=code)
+                    raise Revoked(reason)
+                if code == REAUTHENTICATE:
+                    attempt = 0
+                    continue  # at once, with a fresh token
+                if time.monotonic() - opened >= self._stable_after:
+                    attempt = 0
+                await self._wait(attempt)
+                attempt += 1
+        finally:
+            connection_left, self._connection = self._connection, None
+            if connection_left is not None:
+                await connection_left.aclose()

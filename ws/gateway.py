@@ -12,31 +12,71 @@ next, so a refused request leaves the token's ``jti`` in Redis::
     4. size cap (MAX_TOKEN_BYTES)            401 token_too_large
     5. signature and claims (offline)        401 <code of the failure>
     6. GETDEL of the jti in Redis            401 token_replayed, 503 redis_unavailable
+
+After the upgrade the gateway owns the connection's lifetime (the close codes
+are in :mod:`ws.lifetime`): events from the one pub/sub subscription
+(:mod:`ws.fanout`) are delivered by :meth:`Gateway.dispatch` — a push to the
+user's connections on this node, a revocation closes the matching ones with
+4001 — and one heartbeat sweep per node pings silent connections and closes
+idle ones with 4003.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import redis.asyncio
+
 from shared.config import MAX_TOKEN_TTL, Settings
 from shared.errors import TokenTooLarge
-from shared.replay import AsyncReplayGuard
+from shared.events import Event, Push, Revoke, socket_message
+from shared.replay import AsyncReplayGuard, async_client
+from shared.sessions import revoked_session_key, revoked_subject_key
 from shared.tokens import MAX_TOKEN_BYTES, Claims, verify
+from ws.fanout import Fanout, subscriber_client
 from ws.handshake import TokenSource, check_origin, check_websocket_request, extract_token
 from ws.keys import KeysetSource
+from ws.lifetime import (
+    GOING_AWAY,
+    IDLE,
+    REASONS,
+    REVOKED,
+    Heartbeat,
+    Liveness,
+    RecentRevocations,
+    heartbeat,
+    sweep_period,
+)
 from ws.registry import ConnectionRegistry
 
-GOING_AWAY = 1001
+log = logging.getLogger("wsauth.gateway")
+
+RESYNC_BATCH = 500
+
+__all__ = ["GOING_AWAY", "Admission", "Connection", "Gateway", "HandshakeRequest"]
 
 
 class Connection(Protocol):
     """What the gateway needs of a live WebSocket connection."""
 
+    liveness: Liveness
+
+    @property
+    def claims(self) -> Claims: ...
+
     def close(self, code: int | None = None, reason: str | None = None) -> None: ...
+
+    def send(self, message: str) -> None:
+        """Queue a text message; a connection that is closing drops it."""
+
+    def send_ping(self) -> None:
+        """Queue a ping frame; a connection that is closing ignores it."""
 
 
 @dataclass(frozen=True)
@@ -75,12 +115,37 @@ class Gateway:
         replay: AsyncReplayGuard,
         registry: ConnectionRegistry[Any] | None = None,
         clock: Callable[[], float] = time.time,
+        redis_client: redis.asyncio.Redis | None = None,
+        subscribe: bool = True,
     ) -> None:
         self.settings = settings
         self.keys = keys
         self.replay = replay
         self.registry: ConnectionRegistry[Any] = registry or ConnectionRegistry()
         self.clock = clock
+        self.redis = redis_client or async_client(
+            settings.effective_redis_url, timeout=settings.redis_timeout
+        )
+        self.revocations = RecentRevocations(horizon=MAX_TOKEN_TTL + settings.leeway)
+        self.fanout: Fanout | None = None
+        if subscribe:
+            self.fanout = Fanout(
+                lambda: subscriber_client(
+                    settings.effective_redis_url, connect_timeout=settings.redis_timeout
+                ),
+                prefix=settings.redis_prefix,
+                confirm_timeout=max(1.0, settings.redis_timeout * 4),
+                handle=self.dispatch,
+                resubscribed=self.resync,
+            )
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Subscribe to the events channel, start the heartbeat sweep (once, on the loop)."""
+        if self.fanout is not None:
+            await self.fanout.start()
+        if self.settings.ping_interval and self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep_forever(), name="wsauth-heartbeat")
 
     def check_request(self, request: HandshakeRequest) -> TokenSource:
         """Steps 1 to 4: everything that needs neither keys nor Redis.
@@ -139,17 +204,138 @@ class Gateway:
         return Admission(claims, found.source)
 
     async def health(self) -> dict[str, Any]:
-        """The ``/healthz`` document: degraded without Redis or without any key."""
+        """The ``/healthz`` document: degraded without Redis, without any key, or
+        without the events subscription (then pushes and revocations would be lost)."""
         self.keys.refresh(self.clock())
         redis_ok = await self.replay.ping()
         keyset = self.keys.status()
-        healthy = redis_ok and keyset["keys"] > 0
+        pubsub_ok = self.fanout is None or self.fanout.subscribed
+        healthy = redis_ok and keyset["keys"] > 0 and pubsub_ok
         return {
             "status": "ok" if healthy else "degraded",
             "redis": redis_ok,
+            "pubsub": pubsub_ok,
             "keyset": keyset,
             "connections": len(self.registry),
         }
+
+    # --- after the upgrade --------------------------------------------------------
+
+    def admit(self, connection: Connection) -> bool:
+        """Register a just-opened connection, unless a revocation seen lately covers it.
+
+        Closes the gap between a token consumed just before a revocation and its
+        connection opening just after the revoke event went by.
+        """
+        claims = connection.claims
+        if self.revocations.revoked(
+            sub=claims.sub, sid=claims.sid, iat=claims.iat, now=self.clock()
+        ):
+            connection.close(REVOKED, REASONS[REVOKED])
+            return False
+        self.registry.add(connection, sub=claims.sub, sid=claims.sid)
+        return True
+
+    def dispatch(self, event: Event) -> int:
+        """Apply an event to this node's connections; return how many it reached."""
+        if isinstance(event, Push):
+            return self.deliver(event)
+        return self.revoke(event)
+
+    def deliver(self, push: Push) -> int:
+        """Send ``push`` to every live connection of its ``sub`` here (none: a no-op)."""
+        connections = self.registry.connections_of(push.sub)
+        if connections:
+            message = socket_message(push)
+            for connection in connections:
+                connection.send(message)
+        return len(connections)
+
+    def revoke(self, revocation: Revoke) -> int:
+        """Close the connections of the revoked sub or sid with 4001; remember it a while."""
+        self.revocations.add(
+            sub=revocation.sub, sid=revocation.sid, at=revocation.at, now=self.clock()
+        )
+        if revocation.sid is not None:
+            matched = self.registry.connections_of_session(revocation.sid)
+        else:
+            assert revocation.sub is not None
+            matched = self.registry.connections_of(revocation.sub)
+        _close_all(matched, REVOKED)
+        if matched:
+            log.info(
+                "revoked %s=%s: closed %d connection(s)",
+                "sid" if revocation.sid is not None else "sub",
+                revocation.sid if revocation.sid is not None else revocation.sub,
+                len(matched),
+            )
+        return len(matched)
+
+    async def resync(self) -> int:
+        """Close (4001) connections revoked while this node was not subscribed.
+
+        Reads the revocation records of :mod:`shared.sessions`, one GET per
+        distinct sub and sid, pipelined. Returns how many connections it closed.
+
+        Raises:
+            redis.RedisError, OSError: Redis failed (the caller logs it).
+        """
+        connections = list(self.registry)
+        prefix = self.settings.redis_prefix
+        keys: set[str] = set()
+        for connection in connections:
+            claims = connection.claims
+            keys.add(revoked_subject_key(prefix, claims.sub))
+            if claims.sid is not None:
+                keys.add(revoked_session_key(prefix, claims.sid))
+        records: dict[str, float] = {}
+        ordered = sorted(keys)
+        for start in range(0, len(ordered), RESYNC_BATCH):
+            batch = ordered[start : start + RESYNC_BATCH]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in batch:
+                    pipe.get(key)
+                values = await pipe.execute()
+            for key, value in zip(batch, values, strict=True):
+                if value is not None:
+                    records[key] = _as_time(value)
+        revoked = []
+        for connection in connections:
+            claims = connection.claims
+            sub_at = records.get(revoked_subject_key(prefix, claims.sub))
+            sid_revoked = (
+                claims.sid is not None and revoked_session_key(prefix, claims.sid) in records
+            )
+            if sid_revoked or (sub_at is not None and claims.iat < sub_at):
+                revoked.append(connection)
+        _close_all(revoked, REVOKED)
+        if revoked:
+            log.info("revocations missed while unsubscribed: closed %d connection(s)", len(revoked))
+        return len(revoked)
+
+    def sweep(self, now: float) -> int:
+        """One heartbeat pass over every connection; return how many were closed as idle."""
+        interval, timeout = self.settings.ping_interval, self.settings.ping_timeout
+        idle = 0
+        for connection in self.registry:
+            action = heartbeat(connection.liveness, now=now, interval=interval, timeout=timeout)
+            if action is Heartbeat.PING:
+                connection.liveness.ping_sent = now
+                connection.send_ping()
+            elif action is Heartbeat.IDLE:
+                connection.close(IDLE, REASONS[IDLE])
+                idle += 1
+        return idle
+
+    async def _sweep_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        period = sweep_period(self.settings.ping_interval, self.settings.ping_timeout)
+        while True:
+            await asyncio.sleep(period)
+            try:
+                self.sweep(loop.time())
+            except Exception:  # a bug must not stop the heartbeats of every connection
+                log.exception("heartbeat sweep failed")
 
     async def close_connections(
         self, *, code: int = GOING_AWAY, reason: str = "going away", timeout: float = 5.0
@@ -158,13 +344,33 @@ class Gateway:
 
         Returns how many connections were still open after the wait.
         """
-        for connection in self.registry:
-            connection.close(code, reason)
+        _close_all(self.registry, code, reason)
         deadline = time.monotonic() + timeout
         while len(self.registry) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         return len(self.registry)
 
     async def close(self) -> None:
-        """Release the Redis connection pool."""
+        """Stop the subscription and the sweep; release the Redis connection pools."""
+        if self.fanout is not None:
+            await self.fanout.stop()
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+        await self.keys.close()
         await self.replay.close()
+        await self.redis.aclose()
+
+
+def _close_all(connections: Iterable[Connection], code: int, reason: str | None = None) -> None:
+    for connection in list(connections):
+        connection.close(code, reason or REASONS.get(code, ""))
+
+
+def _as_time(value: bytes | str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        return float("inf")  # unreadable record: treat every token as older

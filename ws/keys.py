@@ -34,14 +34,22 @@ _UNSEEN: Any = object()
 
 
 class KeysetSource(Protocol):
-    """Where the gateway's handler gets its keys; ``refresh`` is called per request."""
+    """Where the gateway's handler gets its keys; ``refresh`` is called per request.
+
+    Implementations: :class:`FileKeysetSource` (``{keys dir}/jwks.json``) and
+    :class:`ws.jwks_url.UrlKeysetSource` (``WSAUTH_JWKS_URL``). ``refresh``
+    must be cheap and must never block or wait for I/O: it runs inside the
+    handshake, before the token is checked.
+    """
 
     @property
     def keyset(self) -> Keyset: ...
 
-    def refresh(self, now: float) -> bool: ...
+    def refresh(self, now: float, *, force: bool = False) -> bool: ...
 
     def status(self) -> dict[str, Any]: ...
+
+    async def close(self) -> None: ...
 
 
 class FileKeysetSource:
@@ -115,6 +123,9 @@ class FileKeysetSource:
             message,
         )
         return False
+
+    async def close(self) -> None:
+        """Nothing to release: the file is read on demand."""
 
     def status(self) -> dict[str, Any]:
         """For ``/healthz``: how many keys, their kids, the last error, when loaded."""

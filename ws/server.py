@@ -1,8 +1,13 @@
 """Running the gateway: bind, serve, and shut down cleanly.
 
-Shutdown order: stop accepting (close the listening sockets), close every
-WebSocket with 1001 (going away) and wait for the closing handshakes, close
-idle HTTP connections, then release the Redis pool.
+Start order: build the application, bind, subscribe to the events channel
+and start the heartbeat sweep (:meth:`ws.gateway.Gateway.start`), then accept.
+
+Shutdown order (SIGTERM/SIGINT under ``wsauth gateway``): stop accepting
+(close the listening sockets), close every WebSocket with 1001 (going away)
+and wait up to :data:`SHUTDOWN_TIMEOUT` seconds for the closing handshakes,
+close idle HTTP connections, then stop the subscription and release the
+Redis pools.
 """
 
 from __future__ import annotations
@@ -52,6 +57,12 @@ class GatewayServer:
         self.app = make_app(self.settings, **self._app_options)
         sockets = tornado.netutil.bind_sockets(self.port, address=self.host)
         self.port = int(sockets[0].getsockname()[1])
+        try:
+            await self.app.gateway.start()
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            raise
         self._http = tornado.httpserver.HTTPServer(self.app, **server_options(self.settings))
         self._http.add_sockets(sockets)
 

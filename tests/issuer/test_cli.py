@@ -42,7 +42,8 @@ def test_clients_add_json_then_list_json_shows_no_secret(runner: CliRunner, tmp_
     added = runner.invoke(cli, ["clients", "add", "billing", "--json", "--keys-dir", str(tmp_path)])
     assert added.exit_code == 0, added.output
     document = json.loads(added.stdout)
-    assert set(document) == {"client_id", "client_secret"}
+    assert set(document) == {"client_id", "client_secret", "permissions"}
+    assert document["permissions"] == []
 
     listed = runner.invoke(cli, ["clients", "list", "--json", "--keys-dir", str(tmp_path)])
     assert listed.exit_code == 0, listed.output

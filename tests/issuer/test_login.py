@@ -30,7 +30,7 @@ def test_form_login_with_csrf_token_redirects_to_the_demo_page(
     assert answer.headers["Location"] == "/"
     page = browser.get(f"{issuer_url}/")
     assert '<strong id="user">alice</strong>' in page.text
-    assert "wsauth.bearer." in page.text
+    assert "/static/wsauth.js" in page.text  # the page loads the browser client
     assert page.headers["Cache-Control"] == "no-store"
 
 
