@@ -49,8 +49,9 @@ def timing_of(settings: Settings) -> Timing:
     )
 
 
-def _now() -> int:
-    return int(time.time())
+def _now() -> float:
+    # Not truncated: the key store rounds recorded times up (see shared.keystore).
+    return time.time()
 
 
 def _describe(record: KeyRecord) -> dict[str, Any]:

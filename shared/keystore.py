@@ -18,6 +18,12 @@ records or raise :class:`~shared.errors.KeyStoreError` and change nothing.
 :class:`KeyStore` does the I/O: it holds the lock for the whole
 read-change-write, writes every file to a temporary name and renames it into
 place, and writes a private key before the metadata that names it.
+
+Times are whole seconds in keyset.json, but ``now`` may be a float (the CLI
+passes ``time.time()``): a time is recorded rounded *up* and compared
+unrounded, so every wait of the timing rule lasts at least its full length.
+(Truncating both would let ``promote`` run up to a second early: with a
+one-second cache interval, before any gateway has seen the key.)
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -130,19 +137,23 @@ def current_of(records: Records) -> KeyRecord | None:
     return next((record for record in records if record.state is KeyState.CURRENT), None)
 
 
-def plan_generate(records: Records, kid: Kid, alg: str, now: int) -> Records:
+def plan_generate(records: Records, kid: Kid, alg: str, now: float) -> Records:
     """Add a key: ``current`` when the store has no current key, ``next`` otherwise."""
     if any(record.kid == kid for record in records):
         raise KeyStoreError(f"kid {kid} exists already")
+    created = math.ceil(now)
     if current_of(records) is None:
-        return (*records, KeyRecord(kid, alg, KeyState.CURRENT, created=now, promoted=now))
+        return (
+            *records,
+            KeyRecord(kid, alg, KeyState.CURRENT, created=created, promoted=created),
+        )
     if any(record.state is KeyState.NEXT for record in records):
         raise KeyStoreError("a next key exists already: promote or revoke it first")
-    return (*records, KeyRecord(kid, alg, KeyState.NEXT, created=now))
+    return (*records, KeyRecord(kid, alg, KeyState.NEXT, created=created))
 
 
 def plan_promote(
-    records: Records, kid: str, now: int, timing: Timing, *, force: bool = False
+    records: Records, kid: str, now: float, timing: Timing, *, force: bool = False
 ) -> Records:
     """Make a ``next`` key ``current``; the old current becomes ``retiring``."""
     record = _find(records, kid)
@@ -151,21 +162,22 @@ def plan_promote(
     published_for = now - record.created
     if published_for < timing.cache_interval and not force:
         raise KeyStoreError(
-            f"key {kid} has been published for {published_for}s, less than the cache "
+            f"key {kid} has been published for {int(published_for)}s, less than the cache "
             f"interval of {timing.cache_interval}s: gateways may not know it yet "
             "(wait, or --force)"
         )
-    changed = [replace(record, state=KeyState.CURRENT, promoted=now)]
+    promoted = math.ceil(now)
+    changed = [replace(record, state=KeyState.CURRENT, promoted=promoted)]
     old = current_of(records)
     if old is not None:
         changed.append(
-            replace(old, state=KeyState.RETIRING, retire_after=now + timing.retire_delay)
+            replace(old, state=KeyState.RETIRING, retire_after=promoted + timing.retire_delay)
         )
     return _with(records, *changed)
 
 
 def plan_retire(
-    records: Records, kid: str | None, now: int, *, force: bool = False
+    records: Records, kid: str | None, now: float, *, force: bool = False
 ) -> tuple[Records, list[Kid]]:
     """Remove retiring keys whose time has come (or the one named).
 
@@ -179,7 +191,7 @@ def plan_retire(
         if due > now and not force:
             raise KeyStoreError(
                 f"key {kid} may sign tokens that are still valid until {due} "
-                f"({due - now}s from now): wait, or --force"
+                f"({math.ceil(due - now)}s from now): wait, or --force"
             )
         gone = [record.kid]
     else:
@@ -286,7 +298,7 @@ class KeyStore:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def generate(self, alg: str, now: int) -> KeyRecord:
+    def generate(self, alg: str, now: float) -> KeyRecord:
         """Create a key (``current`` in an empty store, else ``next``) and publish it."""
         if alg not in ALGORITHMS:
             raise KeyStoreError(f"algorithm {alg!r} is not one of {', '.join(ALGORITHMS)}")
@@ -297,13 +309,13 @@ class KeyStore:
             self._commit(new_records)
             return _find(new_records, key.kid)
 
-    def promote(self, kid: str, now: int, timing: Timing, *, force: bool = False) -> Records:
+    def promote(self, kid: str, now: float, timing: Timing, *, force: bool = False) -> Records:
         with self.locked() as records:
             new_records = plan_promote(records, kid, now, timing, force=force)
             self._commit(new_records)
             return new_records
 
-    def retire(self, kid: str | None, now: int, *, force: bool = False) -> list[Kid]:
+    def retire(self, kid: str | None, now: float, *, force: bool = False) -> list[Kid]:
         with self.locked() as records:
             new_records, gone = plan_retire(records, kid, now, force=force)
             if gone:
@@ -316,7 +328,7 @@ class KeyStore:
             self._commit(plan_revoke(records, kid))
             self._remove_private([Kid(kid)])
 
-    def rotate(self, alg: str, now: int, timing: Timing) -> Rotation:
+    def rotate(self, alg: str, now: float, timing: Timing) -> Rotation:
         """One idempotent step of the safe schedule, under one lock (for cron).
 
         Generate a ``next`` key when there is none; promote it once it has been
