@@ -1,0 +1,85 @@
+"""A gateway in its own process (``wsauth gateway --port 0``), as a second node of a cluster."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from shared.config import Settings
+
+LISTENING = re.compile(rb"gateway listening on (ws://\S+)")
+START_TIMEOUT = 20.0
+
+
+def gateway_env(settings: Settings) -> dict[str, str]:
+    """The ``WSAUTH_*`` variables a gateway process needs to share ``settings``."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("WSAUTH_")}
+    env.update(
+        {
+            "WSAUTH_REDIS_URL": settings.effective_redis_url,
+            "WSAUTH_REDIS_PREFIX": settings.redis_prefix,
+            "WSAUTH_KEYS_DIR": str(settings.keys_dir),
+            "WSAUTH_ISSUER": settings.issuer,
+            "WSAUTH_AUDIENCE": settings.audience,
+            "WSAUTH_ALLOWED_ORIGINS": ",".join(settings.allowed_origins),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+@contextlib.contextmanager
+def gateway_process(settings: Settings, log_path: Path) -> Iterator[str]:
+    """Run a gateway process on a free loopback port; yield its ``ws://`` URL.
+
+    Its log (stderr) goes to ``log_path``. On exit it gets SIGTERM (a graceful
+    shutdown), and SIGKILL if it is still there 10 s later.
+    """
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli", "gateway", "--port", "0"],
+            env=gateway_env(settings),
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+        try:
+            yield _wait_until_listening(process, log_path)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            assert process.stdout is not None
+            process.stdout.close()
+
+
+def _wait_until_listening(process: subprocess.Popen[bytes], log_path: Path) -> str:
+    assert process.stdout is not None
+    deadline = time.monotonic() + START_TIMEOUT
+    seen = b""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stdout], [], [], 0.1)
+        if ready:
+            chunk = os.read(process.stdout.fileno(), 4096)
+            seen += chunk
+            found = LISTENING.search(seen)
+            if found:
+                return found.group(1).decode()
+            if not chunk:  # end of output: the process is exiting
+                process.wait(timeout=5)
+                break
+        elif process.poll() is not None:
+            break
+    raise AssertionError(
+        f"the gateway process did not start (exit code {process.poll()}); "
+        f"stdout: {seen.decode(errors='replace')!r}; log: {log_path.read_text(errors='replace')}"
+    )

@@ -1,0 +1,223 @@
+"""/static/wsauth.js alone, in Chromium, against a scripted token endpoint and gateway.
+
+The close-code policy is a contract (docs/reference, close codes); each row
+of it is checked here without servers, so the timing is the client's own:
+``random`` is fixed at 0.5, so a backoff of ceiling ``c`` is ``c / 2`` ms.
+The live-server tests are in test_demo_page.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, Route
+
+import issuer
+
+ORIGIN = "http://wsauth.test"
+MODULE = Path(issuer.__file__).parent / "static" / "wsauth.js"
+FAKE_GATEWAY = Path(__file__).parent / "fake_gateway.js"
+STOPPED = '(status) => status.state === "stopped"'
+
+
+@pytest.fixture
+def page(new_page: Callable[[], Page]) -> Iterator[Page]:
+    """A blank page on a made-up origin that serves the module and the fake gateway."""
+    files = {
+        "/": ("text/html", "<!doctype html><title>wsauth.js</title>"),
+        "/static/wsauth.js": ("text/javascript", MODULE.read_text()),
+        "/fake_gateway.js": ("text/javascript", FAKE_GATEWAY.read_text()),
+    }
+
+    def serve(route: Route) -> None:
+        path = route.request.url.removeprefix(ORIGIN)
+        content_type, body = files[path]
+        route.fulfill(status=200, content_type=content_type, body=body)
+
+    opened = new_page()
+    opened.route(f"{ORIGIN}/**", serve)
+    opened.goto(f"{ORIGIN}/")
+    yield opened
+
+
+def run(page: Page, plans: list[dict[str, Any]], until: str, **options: Any) -> dict[str, Any]:
+    """Run the client against ``plans`` until the JS predicate ``until(status, record)`` holds."""
+    result: dict[str, Any] = page.evaluate(
+        f"""async ([plans, options]) => {{
+            const {{ run }} = await import("/fake_gateway.js");
+            return run(plans, {{ ...options, until: {until} }});
+        }}""",
+        [plans, options],
+    )
+    return result
+
+
+def states(record: dict[str, Any]) -> list[str]:
+    return [status["state"] for status in record["statuses"]]
+
+
+def test_the_client_fetches_each_token_same_origin_with_the_csrf_header(page: Page) -> None:
+    record = run(page, [{}], '(status) => status.state === "open"')
+    assert record["fetches"] == [
+        {"url": "/ws-token", "method": "POST", "credentials": "same-origin", "csrf": "1"}
+    ]
+    [(protocol, bearer)] = record["offered"]
+    assert (protocol, bearer.startswith("wsauth.bearer.header.payload")) == ("wsauth", True)
+    assert record["messages"] == [{"type": "welcome", "sub": "alice"}]
+    assert states(record) == ["connecting", "open"]
+
+
+@pytest.mark.parametrize(("code", "name"), [(1000, "normal"), (4001, "revoked")])
+def test_a_terminal_close_stops_the_client_without_another_token_fetch(
+    page: Page, code: int, name: str
+) -> None:
+    record = run(page, [{"close": code, "reason": name}], STOPPED, afterStop=150)
+    assert states(record) == ["connecting", "open", "stopped"]
+    assert record["statuses"][-1]["code"] == code
+    assert record["statuses"][-1]["reason"] == name
+    assert record["closes"][0]["willRetry"] is False
+    assert len(record["fetches"]) == 1
+    assert record["after"] == []  # nothing happened while the test kept watching
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_token_endpoint_refusal_means_logged_out_and_stops_the_client(
+    page: Page, status: int
+) -> None:
+    record = run(page, [{"token": status}], STOPPED, afterStop=150)
+    assert states(record) == ["connecting", "stopped"]
+    assert record["statuses"][-1]["httpStatus"] == status
+    assert record["offered"] == []  # no WebSocket was opened
+    assert len(record["fetches"]) == 1
+    assert record["after"] == []
+
+
+def test_a_reauthenticate_close_reconnects_at_once_with_a_fresh_token(page: Page) -> None:
+    record = run(
+        page,
+        [{"close": 4002, "reason": "reauthenticate", "after": 600}, {}],
+        '(status, record) => status.state === "open" && record.fetches.length === 2',
+    )
+    assert states(record) == ["connecting", "open", "closed", "connecting", "open"]
+    closed = record["statuses"][2]
+    assert (closed["code"], closed["delay"]) == (4002, 0)
+    first, second = (offered[1] for offered in record["offered"])
+    assert first != second
+
+
+def test_a_reauthenticate_close_of_a_brand_new_connection_backs_off_instead(page: Page) -> None:
+    record = run(page, [{"close": 4002, "after": 0}, {}], '(status) => status.state === "closed"')
+    # A gateway whose max age is far too low cannot make clients hammer the issuer.
+    assert record["statuses"][-1]["delay"] == 5
+
+
+@pytest.mark.parametrize("code", [1001, 1006, 1009, 1011, 4003, 4999])
+def test_a_retryable_close_reconnects_after_a_backoff_with_a_fresh_token(
+    page: Page, code: int
+) -> None:
+    record = run(
+        page,
+        [{"close": code}, {}],
+        '(status, record) => status.state === "open" && record.fetches.length === 2',
+    )
+    closed = [status for status in record["statuses"] if status["state"] == "closed"]
+    assert [(status["code"], status["delay"]) for status in closed] == [(code, 5)]
+    assert record["closes"][0]["willRetry"] is True
+    assert len({offered[1] for offered in record["offered"]}) == 2
+
+
+def test_the_backoff_doubles_with_full_jitter_up_to_the_cap(page: Page) -> None:
+    record = run(
+        page,
+        [{"refuse": True}],
+        '(status, record) => record.fetches.length === 6 && status.state === "closed"',
+    )
+    delays = [status["delay"] for status in record["statuses"] if status["state"] == "closed"]
+    # ceilings 10, 20, 40, 80, 80 (capped), 80; random() = 0.5 picks the middle.
+    assert delays == [5, 10, 20, 40, 40, 40]
+    jittered = run(
+        page,
+        [{"refuse": True}],
+        '(status, record) => record.fetches.length === 6 && status.state === "closed"',
+        clientOptions={"random": None},  # the default, Math.random
+    )
+    delays = [status["delay"] for status in jittered["statuses"] if status["state"] == "closed"]
+    assert all(
+        0 <= delay < ceiling
+        for delay, ceiling in zip(delays, [10, 20, 40, 80, 80, 80], strict=True)
+    )
+
+
+def test_the_backoff_resets_after_a_stable_connection(page: Page) -> None:
+    record = run(
+        page,
+        [{"refuse": True}, {"refuse": True}, {"close": 1001, "after": 120}, {}],
+        '(status, record) => record.fetches.length === 4 && status.state === "open"',
+        clientOptions={"stableAfter": 100},
+    )
+    delays = [status["delay"] for status in record["statuses"] if status["state"] == "closed"]
+    assert delays == [5, 10, 5]  # the third close came after a connection of 120 ms >= 100
+
+
+def test_an_unavailable_token_endpoint_is_retried_with_backoff(page: Page) -> None:
+    record = run(page, [{"token": 503}, {}], '(status) => status.state === "open"')
+    assert states(record) == ["connecting", "closed", "connecting", "open"]
+    assert record["statuses"][1]["reason"] == "redis_unavailable"
+    assert record["statuses"][1]["httpStatus"] == 503
+
+
+def test_stop_during_a_backoff_cancels_the_pending_reconnect(page: Page) -> None:
+    record = page.evaluate(
+        """async () => {
+            const { WsAuthClient } = await import("/static/wsauth.js");
+            const fetches = [];
+            const statuses = [];
+            const client = new WsAuthClient({
+              baseDelay: 200,
+              random: () => 0.5,
+              fetch: async (url) => {
+                fetches.push(url);
+                return new Response('{"error":"redis_unavailable"}', { status: 503 });
+              },
+              onStatus: (status) => {
+                statuses.push(status.state);
+                if (status.state === "closed") client.stop();
+              },
+            });
+            client.start();
+            // The cancelled retry was due after 100 ms: watch for three times that.
+            await new Promise((resolve) => setTimeout(resolve, 300));
+            return { fetches, statuses };
+        }"""
+    )
+    assert record == {"fetches": ["/ws-token"], "statuses": ["connecting", "closed", "stopped"]}
+
+
+def test_a_page_callback_that_throws_does_not_stall_the_reconnect(page: Page) -> None:
+    with page.expect_event("pageerror") as reported:
+        record = page.evaluate(
+            """async () => {
+                const { WsAuthClient } = await import("/static/wsauth.js");
+                let fetches = 0;
+                return await new Promise((resolve) => {
+                  const client = new WsAuthClient({
+                    baseDelay: 10,
+                    fetch: async () => {
+                      fetches += 1;
+                      const status = fetches === 1 ? 503 : 401;
+                      return new Response("{}", { status });
+                    },
+                    onStatus: (status) => {
+                      if (status.state === "closed") throw new Error("page bug");
+                      if (status.state === "stopped") resolve({ fetches, state: client.state });
+                    },
+                  });
+                  client.start();
+                });
+            }"""
+        )
+    assert record == {"fetches": 2, "state": "stopped"}
+    assert "page bug" in reported.value.message  # reported to the page, not swallowed
