@@ -5,7 +5,7 @@
   (details never hold a token, secret, password or Authorization header).
   An error whose context has a ``challenge`` adds ``WWW-Authenticate``.
 - An HTTP error of werkzeug (404, 405, 413, ...) → ``{"error": "not_found"}`` etc.
-- Anything else → 500 ``{"error": "internal"}``; the traceback goes to the
+- Anything else → 500 ``{"error": "internal_error"}``; the traceback goes to the
   log only, never to the client.
 
 Every answer also gets the headers of :func:`security_headers`.
@@ -54,8 +54,8 @@ def handle_http_exception(error: HTTPException) -> BaseResponse:
 def handle_unexpected(error: Exception) -> BaseResponse:
     if isinstance(error, HTTPException):
         return handle_http_exception(error)
-    log.exception("%s %s failed: status=500 reason=internal", request.method, request.path)
-    response = jsonify(error="internal")
+    log.exception("%s %s failed: status=500 reason=internal_error", request.method, request.path)
+    response = jsonify(error="internal_error")
     response.status_code = 500
     return response
 
