@@ -18,6 +18,7 @@ run: $(STAMP)
 	$(BIN)/wsauth dev
 
 test: $(STAMP)
+	scripts/ensure-chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
