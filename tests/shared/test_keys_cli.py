@@ -94,3 +94,11 @@ def test_kids_that_look_like_options_are_taken_as_kids(tmp_path: Path) -> None:
         code, _, err = run("keys", *command, "--keys-dir", str(tmp_path))
         assert code == 2
         assert err == f"wsauth: error: no key with kid {command[1]!r}\n"
+
+
+def test_an_unwritable_store_is_one_line_exit_2(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    code, out, err = run("keys", "generate", "--keys-dir", str(blocker / "keys"))
+    assert code == 2 and out == ""
+    assert err.startswith("wsauth: error: cannot use key store ") and err.count("\n") == 1
