@@ -24,7 +24,7 @@ from bench.procs import BenchError
 # (part, substrings of a py-spy frame); the first part whose substring occurs
 # anywhere in a stack gets the sample, so the more specific parts come first.
 PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Ed25519 signature check (OpenSSL via cryptography)", ("jwt/algorithms.py", "keyset.py")),
+    ("Ed25519 signature check (libsodium via PyNaCl)", ("nacl/", "jwt/algorithms.py", "keyset.py")),
     ("token parsing and claim checks (shared/tokens.py)", ("shared/tokens.py",)),
     ("replay guard: pipelined GETDEL (redis-py)", ("shared/replay.py", "redis/")),
     ("request checks: origin, handshake headers, token source", ("ws/handshake.py",)),

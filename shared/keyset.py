@@ -11,6 +11,14 @@ Allowed algorithms are an allowlist, each bound to exactly one key type::
     EdDSA  OKP / Ed25519
     ES256  EC  / P-256
     RS256  RSA / at least 2048 bits
+
+Keys are parsed with ``cryptography`` (PEM, JWK via PyJWT). EdDSA signatures
+are made and checked with libsodium (PyNaCl), which does it in about half the
+time of OpenSSL here (docs/performance.md) and is at least as strict: it
+refuses a non-canonical ``S``, a non-canonical or small-order public key and
+a small-order ``R``, where OpenSSL refuses only the first. A keyset
+refuses an Ed25519 key outside the prime-order subgroup outright. ES256 and
+RS256 go through PyJWT's algorithm objects.
 """
 
 from __future__ import annotations
@@ -22,6 +30,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NewType
 
+import nacl.bindings
+import nacl.exceptions
+import nacl.signing
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import Algorithm, ECAlgorithm, OKPAlgorithm, RSAAlgorithm
@@ -47,6 +58,7 @@ _THUMBPRINT_MEMBERS = {
 }
 # Members that only a private JWK has (RFC 7518 §6, RFC 8037 §2).
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+ED25519_SIGNATURE_BYTES = 64
 
 PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
@@ -81,9 +93,17 @@ def thumbprint(jwk: Mapping[str, Any]) -> Kid:
     return Kid(b64url(hashlib.sha256(encoded).digest()))
 
 
+def _raw_ed25519(key: ed25519.Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
 def _check_public_key(alg: str, key: Any) -> None:
     if alg == "EdDSA" and isinstance(key, ed25519.Ed25519PublicKey):
-        return
+        # A small-order key (e.g. the identity point) lets anyone forge a
+        # signature that a cofactorless check such as OpenSSL's accepts.
+        if nacl.bindings.crypto_core_ed25519_is_valid_point(_raw_ed25519(key)):
+            return
+        raise InvalidKeyset("Ed25519 key is not a point of the prime-order subgroup")
     if alg == "ES256" and isinstance(key, ec.EllipticCurvePublicKey):
         if isinstance(key.curve, ec.SECP256R1):
             return
@@ -103,6 +123,8 @@ class VerificationKey:
     alg: str
     public_key: PublicKey = field(repr=False)
     _algorithm: Algorithm = field(repr=False, compare=False)
+    # EdDSA only: the same key for libsodium, built once with the key.
+    _sodium: nacl.signing.VerifyKey | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_public_key(cls, alg: str, public_key: PublicKey) -> VerificationKey:
@@ -111,7 +133,10 @@ class VerificationKey:
         _check_public_key(alg, public_key)
         algorithm = _ALGORITHM_OBJECTS[alg]
         jwk = algorithm.to_jwk(public_key, as_dict=True)
-        return cls(thumbprint(jwk), alg, public_key, algorithm)
+        sodium = None
+        if isinstance(public_key, ed25519.Ed25519PublicKey):
+            sodium = nacl.signing.VerifyKey(_raw_ed25519(public_key))
+        return cls(thumbprint(jwk), alg, public_key, algorithm, sodium)
 
     @classmethod
     def from_jwk(cls, jwk: Mapping[str, Any]) -> VerificationKey:
@@ -148,7 +173,16 @@ class VerificationKey:
         return jwk
 
     def verify(self, signing_input: bytes, signature: bytes) -> bool:
-        return bool(self._algorithm.verify(signing_input, self.public_key, signature))
+        """True when ``signature`` is this key's signature of ``signing_input``."""
+        if self._sodium is None:
+            return bool(self._algorithm.verify(signing_input, self.public_key, signature))
+        if len(signature) != ED25519_SIGNATURE_BYTES:
+            return False
+        try:
+            self._sodium.verify(signing_input, signature)
+        except nacl.exceptions.BadSignatureError:
+            return False
+        return True
 
 
 class Keyset(Mapping[Kid, VerificationKey]):
@@ -207,11 +241,22 @@ class SigningKey:
     alg: str
     private_key: PrivateKey = field(repr=False)
     public: VerificationKey = field(repr=False, compare=False)
+    # EdDSA only: the same key for libsodium, built once with the key.
+    _sodium: nacl.signing.SigningKey | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_private_key(cls, alg: str, private_key: PrivateKey) -> SigningKey:
         public = VerificationKey.from_public_key(alg, private_key.public_key())
-        return cls(public.kid, alg, private_key, public)
+        sodium = None
+        if isinstance(private_key, ed25519.Ed25519PrivateKey):
+            sodium = nacl.signing.SigningKey(
+                private_key.private_bytes(
+                    serialization.Encoding.Raw,
+                    serialization.PrivateFormat.Raw,
+                    serialization.NoEncryption(),
+                )
+            )
+        return cls(public.kid, alg, private_key, public, sodium)
 
     @classmethod
     def generate(cls, alg: str = DEFAULT_ALGORITHM) -> SigningKey:
@@ -249,4 +294,6 @@ class SigningKey:
         )
 
     def sign(self, signing_input: bytes) -> bytes:
+        if self._sodium is not None:
+            return self._sodium.sign(signing_input).signature
         return bytes(self.public._algorithm.sign(signing_input, self.private_key))

@@ -7,8 +7,9 @@ A token is a JWS compact serialization (RFC 7515) of a JWT (RFC 7519)::
 
 :func:`verify` never lets the token choose how it is checked (RFC 8725 §3.1):
 the header is an allowlist of exactly three members, the key is looked up by
-``kid`` and the key alone fixes the algorithm. The signature is checked with
-PyJWT's algorithm objects; the claim checks are ours, because PyJWT does not
+``kid`` and the key alone fixes the algorithm. The signature is checked by
+the key (:meth:`shared.keyset.VerificationKey.verify`: libsodium for EdDSA,
+PyJWT's algorithm objects otherwise); the claim checks are ours, because PyJWT does not
 check ``typ``, only requires claims when told to, accepts numeric strings for
 times and accepts lifetimes of any length.
 
@@ -19,6 +20,7 @@ decode and one signature check at most, and never a Redis command.
 from __future__ import annotations
 
 import binascii
+import functools
 import json
 import re
 import secrets
@@ -116,13 +118,20 @@ def mint(
         sid=sid,
         scope=scope,
     )
-    header = {"alg": key.alg, "kid": key.kid, "typ": TOKEN_TYPE}
-    payload = {
-        name: getattr(claims, name)
-        for name in ("iss", "aud", "sub", "iat", "nbf", "exp", "jti", "sid", "scope")
-        if getattr(claims, name) is not None
+    payload: dict[str, Any] = {
+        "iss": claims.iss,
+        "aud": claims.aud,
+        "sub": claims.sub,
+        "iat": claims.iat,
+        "nbf": claims.nbf,
+        "exp": claims.exp,
+        "jti": claims.jti,
     }
-    signing_input = _segment(header) + b"." + _segment(payload)
+    if sid is not None:
+        payload["sid"] = sid
+    if scope is not None:
+        payload["scope"] = scope
+    signing_input = _header_segment(key.alg, key.kid) + b"." + _segment(payload)
     token = signing_input + b"." + b64url(key.sign(signing_input)).encode("ascii")
     return token.decode("ascii"), claims
 
@@ -191,6 +200,12 @@ def verify(
 
 def _segment(value: dict[str, Any]) -> bytes:
     return b64url(json.dumps(value, separators=(",", ":")).encode()).encode("ascii")
+
+
+@functools.lru_cache(maxsize=16)
+def _header_segment(alg: str, kid: Kid) -> bytes:
+    """The encoded header: the same for every token of one key, so encoded once."""
+    return _segment({"alg": alg, "kid": kid, "typ": TOKEN_TYPE})
 
 
 def _decode(segment: bytes) -> bytes:
