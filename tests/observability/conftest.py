@@ -1,0 +1,108 @@
+"""Fixtures of the observability tests: scraping ``/metrics``, polling, capturing JSON logs."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import redis
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from shared.config import Settings
+from shared.keystore import KeyStore
+from shared.logs import JsonFormatter
+from shared.replay import ReplayGuard, sync_client
+from tests.support.gateway_server import GatewayHandle, run_gateway
+from tests.ws.conftest import Tokens
+
+Labels = tuple[tuple[str, str], ...]
+
+
+def scrape(base_url: str) -> dict[tuple[str, Labels], float]:
+    """Every sample of ``{base_url}/metrics``, keyed by (name, sorted labels)."""
+    answer = requests.get(f"{base_url}/metrics", timeout=5)
+    assert answer.status_code == 200, answer.text
+    samples: dict[tuple[str, Labels], float] = {}
+    for family in text_string_to_metric_families(answer.text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def value(samples: dict[tuple[str, Labels], float], name: str, **labels: str) -> float:
+    """One sample's value; 0 for a labelled child not created yet."""
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def wait_until(
+    condition: Callable[[], Any], *, timeout: float = 10.0, what: str = "condition"
+) -> Any:
+    """Poll ``condition`` until it is truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+@dataclass
+class JsonLog:
+    """wsauth's log records, formatted by :class:`shared.logs.JsonFormatter`."""
+
+    stream: io.StringIO
+
+    def documents(self) -> list[dict[str, Any]]:
+        """Each line parsed; any line that is not one JSON object fails the test."""
+        parsed = []
+        for line in self.stream.getvalue().splitlines():
+            document = json.loads(line)
+            assert isinstance(document, dict), line
+            parsed.append(document)
+        return parsed
+
+    def text(self) -> str:
+        return self.stream.getvalue()
+
+
+@pytest.fixture
+def json_log() -> Iterator[JsonLog]:
+    """The records of the ``wsauth`` loggers, as ``WSAUTH_LOG_FORMAT=json`` writes them."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("wsauth")
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield JsonLog(stream)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+
+@pytest.fixture
+def tokens(
+    key_store: KeyStore, settings: Settings, redis_url: str, redis_client: redis.Redis
+) -> Iterator[Tokens]:
+    key = key_store.signing_key()
+    assert key is not None
+    client = sync_client(redis_url, timeout=1)
+    yield Tokens(key, settings, ReplayGuard(client, prefix="wsauth:", leeway=5), redis_client)
+    client.close()
+
+
+@pytest.fixture
+def gateway(settings: Settings) -> Iterator[GatewayHandle]:
+    with run_gateway(settings) as handle:
+        yield handle
