@@ -2,7 +2,7 @@
 
 python -m bench                 full run (a few minutes on 2 cores)
 python -m bench --smoke         tiny counts, seconds; results to a temp dir
-python -m bench --only gateway  one part: gateway, issuer, memory, redis
+python -m bench --only gateway  one part: gateway, issuer, memory, redis, abuse
 python -m bench --profile       profile the wsauth gateway under load (py-spy)
 """
 
@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import report, scenarios
+from bench import abuse, report, scenarios
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PARTS = ("gateway", "issuer", "memory", "redis")
+PARTS = ("gateway", "issuer", "memory", "redis", "abuse")
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,10 @@ class Counts:
     workers: int = 2
     idle_connections: int = 10_000
     redis_tokens: int = 100_000
+    abuse_forged: int = 5000
+    abuse_valid: int = 500
+    abuse_storm: int = 2000
+    abuse_refusals: int = 2000
 
 
 SMOKE = Counts(
@@ -47,6 +51,10 @@ SMOKE = Counts(
     issuer_rounds=2,
     idle_connections=100,
     redis_tokens=2000,
+    abuse_forged=150,
+    abuse_valid=20,
+    abuse_storm=50,
+    abuse_refusals=60,
 )
 
 
@@ -98,10 +106,26 @@ def run(
             results["memory"] = scenarios.connection_memory(
                 env, connections=counts.idle_connections, concurrency=counts.concurrency, log=log
             )
+        if "abuse" in parts:
+            log("abuse runs:")
+            results["abuse"] = abuse.run_abuse(
+                env,
+                forged=counts.abuse_forged,
+                valid=counts.abuse_valid,
+                storm=counts.abuse_storm,
+                refusals=counts.abuse_refusals,
+                concurrency=counts.concurrency,
+                log=log,
+            )
+            memory = results.get("memory") or abuse.saved_memory(RESULTS)
+            abuse.write(results["abuse"], out, memory=memory)
     if "redis" in parts:
         log("Redis memory per token:")
         results["redis_tokens"] = scenarios.redis_token_memory(tokens=counts.redis_tokens, log=log)
     results["duration_s"] = round(time.monotonic() - started, 1)
+    if set(parts) == {"abuse"}:  # its own files only: keep the main results as they are
+        log(f"wrote {out}/abuse.json, abuse.md in {results['duration_s']:.0f} s")
+        return results
     results["targets"] = report.targets(results)
     out.mkdir(parents=True, exist_ok=True)
     report.write_json(results, out / "results.json")
@@ -144,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         for kind, row in results.get(part, {}).get("summary", {}).items()
         if row["succeeded"] != row["requests"]
     ]
+    if "abuse" in results and not results["abuse"]["ok"]:
+        failed.append("abuse (see abuse.md)")
     if failed:
         print(f"some requests failed: {', '.join(failed)}", file=sys.stderr)
         return 1

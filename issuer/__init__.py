@@ -24,11 +24,13 @@ from typing import Any
 
 from flask import Flask
 
-from issuer import errors, views
+from issuer import access, errors, metrics, ratelimit, views
 from issuer.login import SESSION_LIFETIME
+from issuer.session import CookieSessionInterface
 from issuer.state import EXTENSION, IssuerState
 from shared.config import Settings, load_settings
 from shared.errors import ConfigError
+from shared.logs import configure as configure_logging
 
 __all__ = ["create_app"]
 
@@ -56,8 +58,11 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     settings = _settings_of(config)
     if settings.secret_key is None:
         raise ConfigError("WSAUTH_SECRET_KEY", "is required")
+    if settings.log_format is not None:  # gunicorn: nobody else sets up wsauth's logs
+        configure_logging(settings.log_format)
 
     app = Flask(__name__)
+    app.session_interface = CookieSessionInterface()
     app.config.update(
         SECRET_KEY=settings.secret_key.reveal(),
         SESSION_COOKIE_NAME=(
@@ -73,7 +78,11 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
         MAX_FORM_MEMORY_SIZE=MAX_REQUEST_BYTES,
     )
+    # First: every later hook and log line of a request has its request id.
+    access.install(app)
+    metrics.install(app, keys_dir=settings.keys_dir)
     app.extensions[EXTENSION] = IssuerState.build(settings)
     app.register_blueprint(views.bp)
     errors.register(app)
+    ratelimit.install(app, settings, redis_client=app.extensions[EXTENSION].signer.redis)
     return app

@@ -13,24 +13,33 @@ need no coordination.
 
 from __future__ import annotations
 
-import logging
 import secrets
 import signal
 import threading
 from types import FrameType
 
 import click
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from issuer import create_app
 from issuer.clients import PUSH, ClientStore, ClientStoreError
 from issuer.state import get_state
 from issuer.users import UserStore
 from shared.cli import echo_json, fail, load_cli_settings, settings_options
+from shared.logs import configure as configure_logging
+from shared.logs import default_format
 
 DEMO_USERS = ("alice", "bob")
 
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+class QuietRequestHandler(WSGIRequestHandler):
+    """werkzeug's request line holds the whole URI, query string included; the app writes
+    its own access line (:mod:`issuer.access`). Errors of the server are still logged."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return
 
 
 @click.command()
@@ -50,7 +59,7 @@ def issuer(host: str, port: int, demo: bool) -> None:
     Production: gunicorn -w 2 -b 127.0.0.1:8000 'issuer:create_app()'.
     """
     settings = load_cli_settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.log_format or default_format())
     app = create_app(settings)
     if demo:
         users = UserStore.in_dir(settings.keys_dir)
@@ -59,7 +68,7 @@ def issuer(host: str, port: int, demo: bool) -> None:
             users.set_password(name, password)
             click.echo(f"demo user: {name} / {password}")
     try:
-        server = make_server(host, port, app, threaded=True)
+        server = make_server(host, port, app, threaded=True, request_handler=QuietRequestHandler)
     except OSError as error:
         get_state(app).close()
         fail(f"cannot listen on {host}:{port}: {error.strerror or error}")

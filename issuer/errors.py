@@ -8,7 +8,8 @@
 - Anything else → 500 ``{"error": "internal_error"}``; the traceback goes to the
   log only, never to the client.
 
-Every answer also gets the headers of :func:`security_headers`.
+Every answer also gets the headers of :func:`security_headers`. A refusal
+of a token endpoint is counted in ``wsauth_issuer_token_refusals_total``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
+from issuer.access import note_reason
+from issuer.metrics import get_metrics
 from shared.errors import WsAuthError
+from shared.logs import event_fields
 
 log = logging.getLogger("wsauth.issuer")
 
@@ -34,7 +38,17 @@ def handle_wsauth_error(error: WsAuthError) -> Response:
         error.status,
         error.code,
         error.detail or "-",
+        extra=event_fields(
+            "refused",
+            reason=error.code,
+            method=request.method,
+            path=request.path,
+            status=error.status,
+            detail=error.detail or None,
+        ),
     )
+    note_reason(error.code)
+    get_metrics().refusal(request.endpoint, error.code)
     response = jsonify(error=error.code)
     response.status_code = error.status
     challenge = error.context.get("challenge")
@@ -54,19 +68,35 @@ def handle_http_exception(error: HTTPException) -> BaseResponse:
 def handle_unexpected(error: Exception) -> BaseResponse:
     if isinstance(error, HTTPException):
         return handle_http_exception(error)
-    log.exception("%s %s failed: status=500 reason=internal_error", request.method, request.path)
+    log.exception(
+        "%s %s failed: status=500 reason=internal_error",
+        request.method,
+        request.path,
+        extra=event_fields("failed", reason="internal_error", status=500),
+    )
+    note_reason("internal_error")
     response = jsonify(error="internal_error")
     response.status_code = 500
     return response
 
 
+_DEFAULT_HEADERS = (
+    ("cache-control", "Cache-Control", "no-store"),
+    ("x-content-type-options", "X-Content-Type-Options", "nosniff"),
+    ("referrer-policy", "Referrer-Policy", "no-referrer"),
+    ("x-frame-options", "X-Frame-Options", "DENY"),
+)
+
+
 def security_headers(response: Response) -> Response:
     """Defaults for every answer: nothing is cached unless a view says otherwise."""
     headers = response.headers
-    headers.setdefault("Cache-Control", "no-store")
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "no-referrer")
-    headers.setdefault("X-Frame-Options", "DENY")
+    # One pass over the headers instead of Headers.setdefault, which raises and
+    # catches an exception for each missing header (docs/performance.md).
+    present = {name.lower() for name, _value in headers}
+    for lower, name, value in _DEFAULT_HEADERS:
+        if lower not in present:
+            headers.add(name, value)
     return response
 
 

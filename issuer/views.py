@@ -14,7 +14,9 @@ path                    method  what
 ``/api/push``           POST    HTTP Basic (client with the push permission),
                                 ``{"sub", "data"}`` → ``{"delivered_to_nodes": n}``
 ``/.well-known/jwks.json`` GET  the public keys
-``/healthz``            GET     Redis and signing key status
+``/healthz``            GET     liveness: the process answers
+``/readyz``             GET     readiness: Redis and signing key status
+``/metrics``            GET     Prometheus metrics (:mod:`issuer.metrics`)
 ======================  ======  ==================================================
 
 A token answer is ``{"token", "expires_in", "url"}`` with ``Cache-Control:
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,11 +35,16 @@ from flask import Blueprint, Response, g, jsonify, redirect, render_template, re
 from werkzeug.wrappers import Response as BaseResponse
 
 from issuer import csrf
+from issuer.access import note_reason
 from issuer.clients import PUSH, ApiClient
 from issuer.login import current_login, log_in, log_out, require_login
+from issuer.metrics import API, BROWSER, get_metrics
+from issuer.ratelimit import limit_login_name, limit_principal
 from issuer.state import get_state
 from shared.errors import BadRequest, CsrfRejected, Forbidden, NoSigningKey, NotAuthenticated
 from shared.events import MAX_EVENT_BYTES, publish_push
+from shared.logs import event_fields
+from shared.tokens import Claims
 
 log = logging.getLogger("wsauth.issuer")
 
@@ -95,6 +103,7 @@ def login() -> BaseResponse:
         username, password = body.get("username"), body.get("password")
         if not isinstance(username, str) or not isinstance(password, str):
             raise BadRequest("username and password must be strings")
+        limit_login_name(username)
         if not users.verify(username, password):
             raise NotAuthenticated("wrong username or password")
         login = log_in(username)
@@ -104,12 +113,23 @@ def login() -> BaseResponse:
     try:
         csrf.check_form_request()
     except CsrfRejected as error:
-        log.info("POST /login refused: status=403 reason=%s detail=%s", error.code, error.detail)
+        log.info(
+            "POST /login refused: status=403 reason=%s detail=%s",
+            error.code,
+            error.detail,
+            extra=event_fields("refused", reason=error.code, status=403, detail=error.detail),
+        )
+        note_reason(error.code)
         return _page("login.html", 403, csrf_token=csrf.form_token(), error=FORM_EXPIRED)
     username = request.form.get("username", "")
     password = request.form.get("password", "")
+    limit_login_name(username)
     if not users.verify(username, password):
-        log.info("POST /login refused: status=401 reason=not_authenticated")
+        log.info(
+            "POST /login refused: status=401 reason=not_authenticated",
+            extra=event_fields("refused", reason="not_authenticated", status=401),
+        )
+        note_reason("not_authenticated")
         return _page("login.html", 401, csrf_token=csrf.form_token(), error=LOGIN_FAILED)
     login = log_in(username)
     csrf.form_token()  # a fresh form token for the logout button
@@ -138,9 +158,26 @@ def logout() -> BaseResponse:
 # --- tokens -------------------------------------------------------------------
 
 
-def _token_answer(subject: str, *, sid: str | None = None) -> Response:
+def _issue(subject: str, *, sid: str | None, client: str) -> tuple[str, Claims]:
+    """Mint and record a token; count it in ``wsauth_issuer_tokens_issued_total{client}``."""
+    started = time.perf_counter()
+    token, claims = get_state().signer.issue(subject, sid=sid)
+    get_metrics().issued_token(client, time.perf_counter() - started)
+    return token, claims
+
+
+def _publish(sub: str, data: Any) -> int:
     state = get_state()
-    token, claims = state.signer.issue(subject, sid=sid)
+    started = time.perf_counter()
+    try:
+        return publish_push(state.signer.redis, state.settings.redis_prefix, sub, data)
+    finally:
+        get_metrics().redis("publish", time.perf_counter() - started)
+
+
+def _token_answer(subject: str, *, client: str, sid: str | None = None) -> Response:
+    state = get_state()
+    token, claims = _issue(subject, sid=sid, client=client)
     response = jsonify(
         token=token, expires_in=claims.exp - claims.iat, url=state.settings.gateway_url
     )
@@ -154,7 +191,8 @@ def ws_token() -> Response:
     state = get_state()
     csrf.check_header_request(state.settings.allowed_origins)
     login = require_login(state.revoked)
-    return _token_answer(login.user, sid=login.sid)
+    limit_principal("user", login.user)
+    return _token_answer(login.user, sid=login.sid, client=BROWSER)
 
 
 def _api_client() -> ApiClient:
@@ -175,7 +213,9 @@ def _api_client() -> ApiClient:
 @bp.post("/api/tokens")
 def api_tokens() -> Response:
     """A token for an API client (``sub`` = client id), HTTP Basic ``client_id:secret``."""
-    return _token_answer(_api_client().client_id)
+    client_id = _api_client().client_id
+    limit_principal("client", client_id)
+    return _token_answer(client_id, client=API)
 
 
 @bp.post("/api/push")
@@ -198,8 +238,7 @@ def api_push() -> Response:
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or not isinstance(body.get("sub"), str) or "data" not in body:
         raise BadRequest('the body must be a JSON object {"sub": "...", "data": ...}')
-    state = get_state()
-    nodes = publish_push(state.signer.redis, state.settings.redis_prefix, body["sub"], body["data"])
+    nodes = _publish(body["sub"], body["data"])
     log.info("push client=%s sub=%s nodes=%d", client.client_id, body["sub"], nodes)
     return jsonify(delivered_to_nodes=nodes)
 
@@ -216,7 +255,8 @@ def ws_token_global() -> str:
     """
     state = get_state()
     login = require_login(state.revoked)
-    token, _claims = state.signer.issue(login.user, sid=login.sid)
+    limit_principal("user", login.user)
+    token, _claims = _issue(login.user, sid=login.sid, client=BROWSER)
     return token
 
 
@@ -236,7 +276,7 @@ def push_self() -> Response:
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or "data" not in body:
         raise BadRequest('push-self body must be a JSON object {"data": ...}')
-    nodes = publish_push(state.signer.redis, state.settings.redis_prefix, login.user, body["data"])
+    nodes = _publish(login.user, body["data"])
     log.info("push-self user=%s nodes=%d", login.user, nodes)
     return jsonify(delivered_to_nodes=nodes)
 
@@ -265,10 +305,26 @@ def jwks() -> BaseResponse:
 
 
 @bp.get("/healthz")
-def healthz() -> tuple[Response, int]:
+def healthz() -> Response:
+    """Liveness: the process answers requests. Redis or keys missing is readiness (/readyz):
+    restarting the issuer would not bring them back."""
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    """Readiness: 200 when Redis answers a PING and a current signing key exists, else 503."""
     signer = get_state().signer
+    started = time.perf_counter()
     redis_ok = signer.redis_ok()
-    key_ok = signer.has_signing_key()
-    ok = redis_ok and key_ok
-    answer = jsonify(status="ok" if ok else "degraded", redis=redis_ok, signing_key=key_ok)
-    return answer, 200 if ok else 503
+    get_metrics().redis("ping", time.perf_counter() - started)
+    checks = {"redis": redis_ok, "signing_key": signer.has_signing_key()}
+    ok = all(checks.values())
+    return jsonify(status="ok" if ok else "degraded", checks=checks), 200 if ok else 503
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus metrics (text format; OpenMetrics when asked). Restrict it at the proxy."""
+    body, content_type = get_metrics().render(request.headers.get("Accept"))
+    return Response(body, content_type=content_type)

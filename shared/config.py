@@ -18,6 +18,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -151,6 +152,12 @@ def _non_empty(max_length: int) -> Callable[[str], str]:
     return parse
 
 
+def _redis_url(raw: str) -> str:
+    from shared.redis_conn import parse_redis_url  # redis-py only where Redis is named
+
+    return parse_redis_url(raw).url
+
+
 def _prefix(raw: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9:_.-]{0,64}", raw):
         raise ValueError("must be at most 64 characters of A-Z a-z 0-9 : _ . -")
@@ -163,10 +170,55 @@ def _secret(raw: str) -> Secret:
     return Secret(raw)
 
 
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
 def _path(raw: str) -> Path:
     if not raw.strip():
         raise ValueError("must be a path")
     return Path(raw.strip())
+
+
+_OFF = {"", "off", "none", "0", "false", "no"}
+
+
+def _rate_limit(raw: str) -> str | None:
+    """A ``limits`` rate string such as ``60/minute`` or ``10/second;300/hour``; off: None."""
+    value = raw.strip()
+    if value.lower() in _OFF:
+        return None
+    from limits import parse_many  # the library flask-limiter counts with
+
+    wanted = "must be like 60/minute or 10/second;500/hour (or off)"
+    if len(value) > 200:
+        raise ValueError(wanted)
+    try:
+        items = parse_many(value)
+    except ValueError:
+        raise ValueError(wanted) from None
+    if not items or any(item.amount < 1 for item in items):
+        raise ValueError(wanted)
+    return value
+
+
+def _networks(raw: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    networks = []
+    for part in raw.split(","):
+        value = part.strip()
+        if not value:
+            continue
+        try:
+            networks.append(ip_network(value, strict=False))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address or CIDR block") from None
+    return tuple(networks)
 
 
 @dataclass(frozen=True)
@@ -191,11 +243,21 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "redis_url",
-        _url("redis", "rediss", "unix"),
+        _redis_url,
         None,
-        "Redis to use. Unset: an embedded server under `wsauth dev` and the tests, "
-        "redis://127.0.0.1:6379/0 otherwise.",
-        bounds="redis://, rediss:// or unix:// URL",
+        "Redis to use: one server, a Sentinel-managed master or a Cluster (URL forms in "
+        "docs/howto/scale-out.md). Unset: an embedded server under `wsauth dev` and the "
+        "tests, redis://127.0.0.1:6379/0 otherwise.",
+        bounds="redis://, rediss://, unix://, redis+sentinel://host:26379[,host...]/service"
+        "[/db], redis+cluster://host:port[,host:port...] (rediss+ for TLS)",
+    ),
+    Setting(
+        "redis_cluster",
+        _boolean,
+        "false",
+        "Treat WSAUTH_REDIS_URL (redis:// or rediss://, database 0) as a seed node of a Redis "
+        "Cluster: the same as writing it redis+cluster://.",
+        bounds="true/false",
     ),
     Setting(
         "redis_prefix",
@@ -318,11 +380,63 @@ SETTINGS: tuple[Setting, ...] = (
         bounds="1 to 86400",
     ),
     Setting(
+        "rate_limit_tokens",
+        _rate_limit,
+        "off",
+        "Issuer: tokens per principal (logged-in user or API client id), counted in Redis "
+        "over /ws-token and /api/tokens after authentication; 429 when exceeded. "
+        "Recommended: 60/minute.",
+        bounds="N/second, N/minute, N/hour or N/day, ';'-separated; off",
+    ),
+    Setting(
+        "rate_limit_tokens_per_ip",
+        _rate_limit,
+        "off",
+        "Issuer: token requests per client IP (IPv6: per /64) over /ws-token and "
+        "/api/tokens, counted before authentication. Recommended: 600/minute (NATs share IPs).",
+        bounds="as above",
+    ),
+    Setting(
+        "rate_limit_login",
+        _rate_limit,
+        "off",
+        "Issuer: POST /login attempts per client IP, and per username tried. "
+        "Recommended: 10/minute.",
+        bounds="as above",
+    ),
+    Setting(
+        "rate_limit_handshakes",
+        _rate_limit,
+        "off",
+        "Gateway: refused (401) handshakes per client IP, counted in Redis; an IP over the "
+        "limit gets 429 for every handshake, before any crypto or Redis, until the window "
+        "ends. Recommended: 120/minute.",
+        bounds="as above",
+    ),
+    Setting(
+        "trusted_proxies",
+        _networks,
+        None,
+        "Comma-separated IPs or CIDR blocks of reverse proxies whose X-Forwarded-For is "
+        "believed (rightmost untrusted address = the client). Empty: the peer address is "
+        "the client.",
+        bounds="IPs / CIDRs, e.g. 10.0.0.0/8,127.0.0.1",
+    ),
+    Setting(
         "cookie_secure",
         _boolean,
         None,
         "Issuer: mark the session cookie Secure. Unset: true when WSAUTH_ISSUER is https.",
         bounds="true/false",
+    ),
+    Setting(
+        "log_format",
+        _choice("json", "text"),
+        None,
+        "Log lines of `wsauth issuer` and `wsauth gateway`: one JSON object per line, or "
+        "text. Unset: text when stderr is a terminal, json otherwise. Under gunicorn "
+        "(`issuer:create_app()`) wsauth installs its log handler only when this is set.",
+        bounds="json or text",
     ),
 )
 
@@ -334,6 +448,7 @@ class Settings:
     """Every setting, typed. Build it with :func:`load_settings`."""
 
     redis_url: str | None
+    redis_cluster: bool
     redis_prefix: str
     redis_timeout: float
     keys_dir: Path
@@ -352,14 +467,26 @@ class Settings:
     ping_timeout: int
     max_connection_age: int
     idle_timeout: int
+    rate_limit_tokens: str | None
+    rate_limit_tokens_per_ip: str | None
+    rate_limit_login: str | None
+    rate_limit_handshakes: str | None
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...]
     cookie_secure: bool
+    log_format: str | None
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
     @property
     def effective_redis_url(self) -> str:
-        return self.redis_url or "redis://127.0.0.1:6379/0"
+        """The URL clients connect with: ``redis+cluster://`` when ``redis_cluster`` is on."""
+        url = self.redis_url or "redis://127.0.0.1:6379/0"
+        if self.redis_cluster:
+            from shared.redis_conn import cluster_url
+
+            return cluster_url(url)  # checked by load_settings
+        return url
 
 
 def settings_markdown() -> str:
@@ -405,9 +532,22 @@ def load_settings(
             values[setting.name] = setting.parse(raw)
         except ValueError as error:
             shown = raw if setting.name != "secret_key" else "<hidden>"
+            if setting.name == "redis_url":
+                from shared.redis_conn import redact
+
+                shown = redact(raw)
             raise ConfigError(setting.env, f"{error}, got {shown!r}") from None
+    if values["redis_cluster"] and values["redis_url"] is not None:
+        from shared.redis_conn import cluster_url
+
+        try:
+            cluster_url(values["redis_url"])
+        except ValueError as error:
+            raise ConfigError(ENV_PREFIX + "REDIS_CLUSTER", str(error)) from None
     if values["allowed_origins"] is None:
         values["allowed_origins"] = (origin_of(values["issuer"]),)
+    if values["trusted_proxies"] is None:
+        values["trusted_proxies"] = ()
     if values["cookie_secure"] is None:
         values["cookie_secure"] = values["issuer"].startswith("https://")
     return Settings(**values)
@@ -418,7 +558,7 @@ def _to_raw(value: Any) -> str:
     if isinstance(value, Secret):
         return value.reveal()
     if isinstance(value, tuple | list):
-        return ",".join(value)
+        return ",".join(str(item) for item in value)
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)

@@ -32,6 +32,7 @@ token itself.
     ├── Forbidden                   403  forbidden (e.g. an API client without the push permission)
     │   ├── OriginNotAllowed        origin_not_allowed
     │   └── CsrfRejected            csrf_rejected
+    ├── RateLimited                 429  rate_limited (``retry_after`` seconds)
     ├── Unavailable                 503  redis_unavailable / no_signing_key
     ├── ConfigError                      bad_config (start-up; never an HTTP answer)
     └── KeyStoreError                    key_store (CLI; exit status 2)
@@ -163,6 +164,17 @@ class OriginNotAllowed(Forbidden):
 
 class CsrfRejected(Forbidden):
     code = "csrf_rejected"
+
+
+class RateLimited(WsAuthError):
+    """Too many requests from one client IP or principal; retry after ``retry_after`` s."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, detail: str = "", *, retry_after: int = 1, **context: object) -> None:
+        super().__init__(detail, retry_after=retry_after, **context)
+        self.retry_after = max(1, int(retry_after))
 
 
 class Unavailable(WsAuthError):

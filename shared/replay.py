@@ -34,11 +34,7 @@ from typing import Any
 import redis
 import redis.asyncio
 
-try:  # redis-py >= 7; older versions have no maintenance notifications to switch off
-    from redis.maint_notifications import MaintNotificationsConfig
-except ImportError:  # pragma: no cover
-    MaintNotificationsConfig = None  # type: ignore[assignment,misc]
-
+from shared import redis_conn
 from shared.errors import Replayed, Unavailable, WsAuthError
 from shared.tokens import Claims, Jti
 
@@ -54,37 +50,23 @@ def jti_key(prefix: str, jti: Jti) -> str:
     return f"{prefix}jti:{jti}"
 
 
-def _client_options(timeout: float) -> dict[str, Any]:
-    return {
-        "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
-        "health_check_interval": 0,
-        # A failed command is reported, never retried behind our back: a retried
-        # GETDEL after a lost reply would turn a success into a refusal.
-        "retry_on_timeout": False,
-    }
-
-
 def sync_client(url: str, *, timeout: float) -> redis.Redis:
-    """A redis-py client whose every command fails within ``timeout`` seconds."""
-    return redis.Redis.from_url(url, **_client_options(timeout))
+    """A redis-py client whose every command fails within ``timeout`` seconds.
+
+    ``url`` is any form of :mod:`shared.redis_conn` (one server, Sentinel, Cluster).
+    """
+    return redis_conn.sync_client(url, timeout=timeout)
 
 
 def async_client(url: str, *, timeout: float) -> redis.asyncio.Redis:
     """The async twin of :func:`sync_client`.
 
-    redis-py 8's asyncio pool skips its "is this pooled connection still
-    alive?" check while maintenance notifications are enabled (the default
-    "auto"), so after a Redis restart, a failover or an idle-timeout
-    disconnect the first command on each pooled connection failed: a 503 for
-    a good token. Those notifications are a Redis Enterprise feature we do not
-    use; switching them off restores the check
-    (tests/security/test_redis_faults.py).
+    Maintenance notifications (a Redis Enterprise feature) are switched off:
+    while on, redis-py 8's asyncio pool skips its "is this pooled connection
+    still alive?" check, so after a Redis restart or failover the first
+    command on each pooled connection failed (tests/security/test_redis_faults.py).
     """
-    options = _client_options(timeout)
-    if MaintNotificationsConfig is not None:
-        options["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
-    return redis.asyncio.Redis.from_url(url, **options)
+    return redis_conn.async_client(url, timeout=timeout)
 
 
 class ReplayGuard:

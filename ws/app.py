@@ -1,4 +1,4 @@
-"""The Tornado application of the gateway: ``GET /ws`` and ``GET /healthz``.
+"""The Tornado application of the gateway: ``GET /ws``, ``/healthz``, ``/readyz``, ``/metrics``.
 
 The handlers are thin adapters around :class:`ws.gateway.Gateway`:
 :class:`GatewaySocket` authenticates *before* the upgrade by overriding
@@ -18,10 +18,16 @@ An application built by :func:`make_app` must be started on its loop with
 ``await app.gateway.start()`` (pub/sub and heartbeats) and stopped with
 ``await app.gateway.close()``; :class:`ws.server.GatewayServer` does both.
 
-Logging (logger ``wsauth.gateway``): one line per request with method, path
-(never the query string), status, duration, client IP and, for a refusal,
-``reason=<code>``. No line ever holds a token: Tornado's own request summary
-(which prints the URI) is replaced.
+Logging (logger ``wsauth.gateway``): one line per request (event
+``request``) with method, path (never the query string), status, duration,
+client IP, request id and, for a refusal, ``reason=<code>``. No line ever
+holds a token: Tornado's own request summary (which prints the URI) is
+replaced. Every answer carries ``X-Request-ID``: the request's own when it is
+harmless (:func:`shared.logs.request_id_from`), else a fresh one.
+
+``/healthz`` is liveness (the process works), ``/readyz`` readiness (Redis,
+keys, events subscription), ``/metrics`` the Prometheus metrics of
+:mod:`ws.metrics` — restrict it to the scraper at the proxy.
 """
 
 from __future__ import annotations
@@ -40,7 +46,8 @@ import tornado.web
 import tornado.websocket
 
 from shared.config import Settings
-from shared.errors import ConfigError, InvalidToken, TokenMissing, WsAuthError
+from shared.errors import ConfigError, InvalidToken, RateLimited, TokenMissing, WsAuthError
+from shared.logs import REQUEST_ID_HEADER, current_request_id, event_fields, request_id_from
 from shared.replay import AsyncReplayGuard, async_client
 from shared.tokens import Claims
 from ws.gateway import Admission, Gateway, HandshakeRequest
@@ -70,12 +77,18 @@ class _JsonHandler(tornado.web.RequestHandler):
     # Set by a refusal; read by the access log line.
     wsauth_reason: str | None = None
     wsauth_detail: str | None = None
+    request_id: str | None = None
 
     @property
     def gateway(self) -> Gateway:
         application = self.application
         assert isinstance(application, GatewayApplication)
         return application.gateway
+
+    def prepare(self) -> None:
+        self.request_id = request_id_from(self.request.headers.get(REQUEST_ID_HEADER))
+        current_request_id.set(self.request_id)  # this request's task only
+        self.set_header(REQUEST_ID_HEADER, self.request_id)
 
     def refuse(self, error: WsAuthError) -> None:
         """Answer ``error`` as HTTP: its status, ``{"error": code}``, no upgrade."""
@@ -92,6 +105,8 @@ class _JsonHandler(tornado.web.RequestHandler):
             self.set_header("WWW-Authenticate", challenge)
         if error.status == 503:
             self.set_header("Retry-After", "1")
+        if isinstance(error, RateLimited):
+            self.set_header("Retry-After", str(error.retry_after))
         self.finish(json.dumps({"error": error.code}))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
@@ -100,6 +115,8 @@ class _JsonHandler(tornado.web.RequestHandler):
         )
         self.wsauth_reason = code
         self.set_header("Content-Type", "application/json")
+        if self.request_id is not None:  # send_error cleared the headers
+            self.set_header(REQUEST_ID_HEADER, self.request_id)
         self.finish(json.dumps({"error": code}))
 
     def _request_summary(self) -> str:
@@ -121,18 +138,41 @@ class _JsonHandler(tornado.web.RequestHandler):
 
 class NotFoundHandler(_JsonHandler):
     def prepare(self) -> None:
+        super().prepare()
         raise tornado.web.HTTPError(404)
 
 
-class HealthHandler(_JsonHandler):
-    """``GET /healthz``: 200 when Redis answers and a keyset is loaded, else 503."""
-
-    async def get(self) -> None:
-        document = await self.gateway.health()
+class _ProbeHandler(_JsonHandler):
+    def answer(self, document: dict[str, Any]) -> None:
         self.set_status(200 if document["status"] == "ok" else 503)
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
         self.finish(json.dumps(document))
+
+
+class HealthHandler(_ProbeHandler):
+    """``GET /healthz`` (liveness): 200 while the process works, 503 once a background task died."""
+
+    def get(self) -> None:
+        self.answer(self.gateway.liveness())
+
+
+class ReadyHandler(_ProbeHandler):
+    """``GET /readyz`` (readiness): 200 when Redis answers, a keyset is loaded and the
+    events subscription is up, else 503; the body says which check failed."""
+
+    async def get(self) -> None:
+        self.answer(await self.gateway.readiness())
+
+
+class MetricsHandler(_JsonHandler):
+    """``GET /metrics``: the Prometheus text format (OpenMetrics when the scraper asks)."""
+
+    def get(self) -> None:
+        body, content_type = self.gateway.metrics.render(self.request.headers.get("Accept"))
+        self.set_header("Content-Type", content_type)
+        self.set_header("Cache-Control", "no-store")
+        self.finish(body)
 
 
 class GatewaySocket(_JsonHandler, tornado.websocket.WebSocketHandler):
@@ -145,6 +185,9 @@ class GatewaySocket(_JsonHandler, tornado.websocket.WebSocketHandler):
     client_gone: bool = False
     liveness: Liveness
     _max_age_timer: object | None = None
+    # For wsauth_gateway_connections_closed_total: counted once per registered connection.
+    _registered: bool = False
+    _close_sent: int | None = None
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         try:
@@ -177,6 +220,8 @@ class GatewaySocket(_JsonHandler, tornado.websocket.WebSocketHandler):
                 value.decode("latin-1")
                 for value in self.request.query_arguments.get(QUERY_PARAMETER, [])
             ],
+            peer=self.request.remote_ip,
+            forwarded_for=headers.get_list("X-Forwarded-For"),
         )
 
     def check_origin(self, origin: str) -> bool:
@@ -205,6 +250,8 @@ class GatewaySocket(_JsonHandler, tornado.websocket.WebSocketHandler):
             self.liveness = Liveness(last_heard=_loop_time())
             if not self.gateway.admit(self):
                 return  # revoked a moment ago: closed with 4001
+            self._registered = True
+            self.gateway.metrics.connection_count(len(self.gateway.registry))
             max_age = self.gateway.settings.max_connection_age
             if max_age:
                 self._max_age_timer = loop.call_later(max_age_delay(max_age), self._expire)
@@ -242,12 +289,24 @@ class GatewaySocket(_JsonHandler, tornado.websocket.WebSocketHandler):
         with contextlib.suppress(tornado.websocket.WebSocketClosedError):
             self.ping()
 
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        if self._close_sent is None:
+            self._close_sent = code
+        super().close(code, reason)
+
     def on_close(self) -> None:
         self.client_gone = True
         if self._max_age_timer is not None:
             tornado.ioloop.IOLoop.current().remove_timeout(self._max_age_timer)
             self._max_age_timer = None
         self.gateway.registry.remove(self)
+        if self._registered:
+            self._registered = False
+            metrics = self.gateway.metrics
+            metrics.connection_count(len(self.gateway.registry))
+            metrics.connection_closed(
+                self._close_sent if self._close_sent is not None else self.close_code
+            )
 
 
 def _loop_time() -> float:
@@ -262,25 +321,45 @@ def _ignore_closed(sent: Any) -> None:
 
 
 def access_log(handler: tornado.web.RequestHandler) -> None:
-    """The application's ``log_function``: one line per request, never the query string."""
+    """The application's ``log_function``: one line per request, never the query string.
+
+    A request to ``/ws`` is also counted in ``wsauth_gateway_handshakes_total``.
+    """
     status = handler.get_status()
     request = handler.request
     reason = getattr(handler, "wsauth_reason", None)
     detail = getattr(handler, "wsauth_detail", None)
     admission = getattr(handler, "admission", None)
     level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
-    parts = [
-        f"{request.method} {_printable(request.path)} {status}",
-        f"{1000.0 * request.request_time():.1f}ms",
-        f"ip={request.remote_ip}",
-    ]
+    path = _printable(request.path)
+    duration_ms = round(1000.0 * request.request_time(), 1)
+    fields: dict[str, Any] = {
+        "method": request.method,
+        "path": path,
+        "status": status,
+        "duration_ms": duration_ms,
+        "ip": request.remote_ip,
+    }
+    parts = [f"{request.method} {path} {status}", f"{duration_ms:.1f}ms", f"ip={request.remote_ip}"]
     if reason:
         parts.append(f"reason={reason}")
     if detail:
-        parts.append(f"detail={_printable(detail)!r}")
+        fields["detail"] = _printable(detail)
+        parts.append(f"detail={fields['detail']!r}")
     if admission is not None and status == 101:
+        fields["source"] = admission.source
         parts.append(f"source={admission.source}")
-    log.log(level, " ".join(parts))
+    extra = event_fields(
+        "request", reason=reason, request_id=getattr(handler, "request_id", None), **fields
+    )
+    log.log(level, " ".join(parts), extra=extra)
+    if isinstance(handler, GatewaySocket):
+        outcome = (
+            "accepted"
+            if status == 101
+            else reason or ("internal_error" if status >= 500 else "bad_request")
+        )
+        handler.gateway.metrics.handshake(outcome)
 
 
 class RedactMalformedRequests(logging.Filter):
@@ -354,7 +433,6 @@ def make_app(
     # trusted for settings.issuer only: verify() requires iss == settings.issuer.
     if keyset_source is None:
         if settings.jwks_url:
-
             url_source = UrlKeysetSource(
                 settings.jwks_url,
                 issuer=settings.issuer,
@@ -378,7 +456,12 @@ def make_app(
         )
     install_log_redaction()
     application = GatewayApplication(
-        [(r"/ws", GatewaySocket), (r"/healthz", HealthHandler)],
+        [
+            (r"/ws", GatewaySocket),
+            (r"/healthz", HealthHandler),
+            (r"/readyz", ReadyHandler),
+            (r"/metrics", MetricsHandler),
+        ],
         **application_settings(settings),
     )
     application.gateway = Gateway(

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import sys
 
 import click
 
 from shared.cli import fail, load_cli_settings, settings_options
 from shared.errors import WsAuthError
+from shared.logs import configure as configure_logging
+from shared.logs import default_format
 from ws.client import ReconnectingClient, Status
 from ws.server import run
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 @click.command()
@@ -22,13 +21,20 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 @click.option(
     "--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port."
 )
+@click.option(
+    "--processes",
+    default=1,
+    show_default=True,
+    type=click.IntRange(0, 1024),
+    help="Worker processes sharing the port, each a whole gateway node; 0 = one per CPU.",
+)
 @settings_options
-def gateway(host: str, port: int) -> None:
+def gateway(host: str, port: int, processes: int) -> None:
     """Run the WebSocket gateway (verifies tokens with the public keys only)."""
     settings = load_cli_settings()
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    configure_logging(settings.log_format or default_format())
     try:
-        run(settings, host, port)
+        run(settings, host, port, processes=processes)
     except OSError as error:
         fail(f"cannot listen on {host}:{port}: {error.strerror or error}")
     except WsAuthError as error:

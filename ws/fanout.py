@@ -24,9 +24,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
+from shared import redis_conn
 from shared.errors import WsAuthError
 from shared.events import Event, channel, decode
 from ws.backoff import Backoff
@@ -39,16 +38,11 @@ POLL = 1.0
 
 
 def subscriber_client(url: str, *, connect_timeout: float) -> redis.asyncio.Redis:
-    """A client for one long-lived subscription: no read timeout, no hidden retries."""
-    return redis.asyncio.Redis.from_url(
-        url,
-        socket_connect_timeout=connect_timeout,
-        socket_timeout=None,
-        socket_keepalive=True,
-        health_check_interval=0,
-        # We reconnect ourselves, so that we know an outage happened and resync.
-        retry=Retry(NoBackoff(), 0),
-    )
+    """A client for one long-lived subscription: no read timeout, no hidden retries.
+
+    We reconnect ourselves, so that we know an outage happened and resync.
+    """
+    return redis_conn.subscriber_client(url, connect_timeout=connect_timeout)
 
 
 class Fanout:
@@ -64,6 +58,7 @@ class Fanout:
         resubscribed: Callable[[], Awaitable[Any]] | None = None,
         backoff: Backoff = RESUBSCRIBE_BACKOFF,
         keepalive: float = KEEPALIVE,
+        on_state: Callable[[bool], object] | None = None,
     ) -> None:
         self._connect = connect
         self.channel = channel(prefix)
@@ -74,8 +69,25 @@ class Fanout:
         self._confirm_timeout = confirm_timeout
         self._task: asyncio.Task[None] | None = None
         self._first_attempt = asyncio.Event()
-        self.subscribed = False
+        self._on_state = on_state
+        self._subscribed = False
         self.outages = 0
+
+    @property
+    def subscribed(self) -> bool:
+        """True while Redis has confirmed the subscription and it has not failed since."""
+        return self._subscribed
+
+    @subscribed.setter
+    def subscribed(self, value: bool) -> None:
+        changed, self._subscribed = value != self._subscribed, value
+        if changed and self._on_state is not None:
+            self._on_state(value)  # metrics: wsauth_gateway_pubsub_connected
+
+    @property
+    def running(self) -> bool:
+        """False once the subscription task has ended, which only a bug can do (liveness)."""
+        return self._task is None or not self._task.done()
 
     async def start(self, *, wait: float = 1.0) -> None:
         """Start the subscription; wait up to ``wait`` s for the first attempt to end.
@@ -101,6 +113,7 @@ class Fanout:
         while True:
             client = self._connect()
             try:
+                await redis_conn.ready(client)  # a Cluster client loads its slot map
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(self.channel)
                     await self._confirmed(pubsub)

@@ -6,6 +6,7 @@ Tornado handler in :mod:`ws.app` only copies headers in and translates the
 outcome. The steps, in order; a request refused at one step never reaches the
 next, so a refused request leaves the token's ``jti`` in Redis::
 
+    0. client not blocked (local table)      429 rate_limited (ws.ratelimit)
     1. Origin allowlist                      403 origin_not_allowed
     2. well-formed WebSocket handshake       400 bad_request
     3. exactly one token source              400 bad_request / multiple_tokens, 401 token_missing
@@ -34,8 +35,9 @@ from typing import Any, Protocol
 import redis.asyncio
 
 from shared.config import MAX_TOKEN_TTL, Settings
-from shared.errors import TokenTooLarge
+from shared.errors import InvalidToken, TokenTooLarge
 from shared.events import Event, Push, Revoke, socket_message
+from shared.proxies import client_address, rate_key
 from shared.replay import AsyncReplayGuard, async_client
 from shared.sessions import revoked_session_key, revoked_subject_key
 from shared.tokens import MAX_TOKEN_BYTES, Claims, verify
@@ -53,6 +55,8 @@ from ws.lifetime import (
     heartbeat,
     sweep_period,
 )
+from ws.metrics import GatewayMetrics
+from ws.ratelimit import HandshakeLimiter
 from ws.registry import ConnectionRegistry
 
 log = logging.getLogger("wsauth.gateway")
@@ -94,6 +98,9 @@ class HandshakeRequest:
     subprotocol_headers: list[str] = field(default_factory=list)
     authorization_headers: list[str] = field(default_factory=list, repr=False)
     query_tokens: list[str] = field(default_factory=list, repr=False)
+    # The socket peer and the X-Forwarded-For lines (shared.proxies decides who the client is).
+    peer: str | None = None
+    forwarded_for: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -117,14 +124,19 @@ class Gateway:
         clock: Callable[[], float] = time.time,
         redis_client: redis.asyncio.Redis | None = None,
         subscribe: bool = True,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.keys = keys
         self.replay = replay
+        self.metrics = metrics or GatewayMetrics(keyset_status=self._keyset_status, clock=clock)
         self.registry: ConnectionRegistry[Any] = registry or ConnectionRegistry()
         self.clock = clock
         self.redis = redis_client or async_client(
             settings.effective_redis_url, timeout=settings.redis_timeout
+        )
+        self.handshake_limits = HandshakeLimiter.from_settings(
+            settings, redis_client=self.redis, clock=clock
         )
         self.revocations = RecentRevocations(horizon=MAX_TOKEN_TTL + settings.leeway)
         self.fanout: Fanout | None = None
@@ -137,6 +149,7 @@ class Gateway:
                 confirm_timeout=max(1.0, settings.redis_timeout * 4),
                 handle=self.dispatch,
                 resubscribed=self.resync,
+                on_state=self.metrics.subscribed,
             )
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -193,6 +206,25 @@ class Gateway:
         )
 
     async def authenticate(self, request: HandshakeRequest) -> Admission:
+        """Step 0 (:mod:`ws.ratelimit`: a blocked client is refused first, and a 401 is
+        counted against its client), then steps 1 to 6.
+
+        Raises:
+            WsAuthError: a subclass whose ``status`` and ``code`` are the answer.
+        """
+        limits = self.handshake_limits
+        if limits is None:
+            return await self._authenticate(request)
+        client = client_address(request.peer, request.forwarded_for, self.settings.trusted_proxies)
+        bucket = rate_key(client)
+        limits.check(bucket)
+        try:
+            return await self._authenticate(request)
+        except InvalidToken:
+            await limits.count_refusal(bucket)
+            raise
+
+    async def _authenticate(self, request: HandshakeRequest) -> Admission:
         """Steps 1 to 6; on success the token is spent.
 
         Raises:
@@ -200,24 +232,46 @@ class Gateway:
         """
         found = self.check_request(request)
         claims = self.verify(found.token)
-        await self.replay.consume(claims)
+        started = time.perf_counter()
+        try:
+            await self.replay.consume(claims)
+        finally:
+            self.metrics.redis("getdel", time.perf_counter() - started)
         return Admission(claims, found.source)
 
-    async def health(self) -> dict[str, Any]:
-        """The ``/healthz`` document: degraded without Redis, without any key, or
+    def liveness(self) -> dict[str, Any]:
+        """The ``/healthz`` document: ``broken`` only when a background task that must
+        run forever (heartbeat sweep, events subscription) has died — a restart helps
+        then; Redis being down is a readiness matter, not a reason to restart."""
+        broken = []
+        if self._sweeper is not None and self._sweeper.done():
+            broken.append("heartbeat")
+        if self.fanout is not None and not self.fanout.running:
+            broken.append("pubsub")
+        return {"status": "broken", "broken": broken} if broken else {"status": "ok"}
+
+    async def readiness(self) -> dict[str, Any]:
+        """The ``/readyz`` document: degraded without Redis, without any key, or
         without the events subscription (then pushes and revocations would be lost)."""
-        self.keys.refresh(self.clock())
+        started = time.perf_counter()
         redis_ok = await self.replay.ping()
-        keyset = self.keys.status()
-        pubsub_ok = self.fanout is None or self.fanout.subscribed
-        healthy = redis_ok and keyset["keys"] > 0 and pubsub_ok
-        return {
-            "status": "ok" if healthy else "degraded",
+        self.metrics.redis("ping", time.perf_counter() - started)
+        keyset = self._keyset_status()
+        checks = {
             "redis": redis_ok,
-            "pubsub": pubsub_ok,
+            "keyset": keyset["keys"] > 0,
+            "pubsub": self.fanout is None or self.fanout.subscribed,
+        }
+        return {
+            "status": "ok" if all(checks.values()) else "degraded",
+            "checks": checks,
             "keyset": keyset,
             "connections": len(self.registry),
         }
+
+    def _keyset_status(self) -> dict[str, Any]:
+        self.keys.refresh(self.clock())
+        return self.keys.status()
 
     # --- after the upgrade --------------------------------------------------------
 
@@ -239,7 +293,9 @@ class Gateway:
     def dispatch(self, event: Event) -> int:
         """Apply an event to this node's connections; return how many it reached."""
         if isinstance(event, Push):
+            self.metrics.events.labels("push").inc()
             return self.deliver(event)
+        self.metrics.events.labels("revoke").inc()
         return self.revoke(event)
 
     def deliver(self, push: Push) -> int:
@@ -249,6 +305,7 @@ class Gateway:
             message = socket_message(push)
             for connection in connections:
                 connection.send(message)
+            self.metrics.pushes.inc(len(connections))
         return len(connections)
 
     def revoke(self, revocation: Revoke) -> int:
@@ -360,6 +417,8 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
         await self.keys.close()
+        if self.handshake_limits is not None:
+            await self.handshake_limits.close()
         await self.replay.close()
         await self.redis.aclose()
 

@@ -8,33 +8,66 @@ Shutdown order (SIGTERM/SIGINT under ``wsauth gateway``): stop accepting
 and wait up to :data:`SHUTDOWN_TIMEOUT` seconds for the closing handshakes,
 close idle HTTP connections, then stop the subscription and release the
 Redis pools.
+
+Several processes (``wsauth gateway --processes N``, :func:`run_processes`):
+the parent binds the listening sockets, then forks N workers that all accept
+on them (the kernel hands each new connection to one worker). A worker is a
+whole gateway node — its own event loop, keys, Redis pools, subscription and
+connections — so it authenticates and delivers independently; the parent
+holds no connection and no Redis client, it only supervises: SIGTERM or
+SIGINT to it is passed on to every worker (each shuts down as above, 1001),
+and it exits when they have; a worker that dies is replaced. Each response of
+a worker carries ``X-WSAuth-Worker: <index>`` (0 to N-1).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 import signal
+import socket
+import sys
+import time
 from typing import Any
 
 import tornado.httpserver
+import tornado.httputil
 import tornado.netutil
+import tornado.web
 
 from shared.config import Settings
 from ws.app import GatewayApplication, make_app, server_options
 
 SHUTDOWN_TIMEOUT = 5.0
+# A worker that exits with an error within this many seconds of its start is
+# failing to start (bad configuration): the parent stops instead of forking it
+# forever. A worker killed by a signal is always replaced.
+STARTUP_GRACE = 3.0
+WORKER_HEADER = "X-WSAuth-Worker"
+
+log = logging.getLogger("wsauth.gateway")
 
 
 class GatewayServer:
     """The gateway application behind a Tornado HTTP server; start and stop on one loop."""
 
     def __init__(
-        self, settings: Settings, *, host: str = "127.0.0.1", port: int = 8765, **app_options: Any
+        self,
+        settings: Settings,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8765,
+        sockets: list[socket.socket] | None = None,
+        worker: int | None = None,
+        **app_options: Any,
     ) -> None:
         self.settings = settings
         self.host = host
         self.port = port
+        self._sockets = sockets
+        self._worker = worker
         self._app_options = app_options
         self.app: GatewayApplication | None = None
         self._http: tornado.httpserver.HTTPServer | None = None
@@ -55,7 +88,9 @@ class GatewayServer:
             ConfigError: the settings do not make a gateway.
         """
         self.app = make_app(self.settings, **self._app_options)
-        sockets = tornado.netutil.bind_sockets(self.port, address=self.host)
+        if self._worker is not None:
+            self.app.add_transform(_worker_header(self._worker))
+        sockets = self._sockets or tornado.netutil.bind_sockets(self.port, address=self.host)
         self.port = int(sockets[0].getsockname()[1])
         try:
             await self.app.gateway.start()
@@ -88,18 +123,20 @@ async def serve(
     port: int,
     stop: asyncio.Event | None = None,
     install_signal_handlers: bool = False,
-    **app_options: Any,
+    announce: bool = True,
+    **server_options: Any,
 ) -> None:
     """Serve until ``stop`` is set (or SIGINT/SIGTERM when handlers are installed)."""
     stop = stop or asyncio.Event()
-    server = GatewayServer(settings, host=host, port=port, **app_options)
+    server = GatewayServer(settings, host=host, port=port, **server_options)
     await server.start()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM) if install_signal_handlers else ()
     for number in signals:
         loop.add_signal_handler(number, stop.set)
     try:
-        print(f"gateway listening on {server.ws_url}", flush=True)
+        if announce:
+            print(f"gateway listening on {server.ws_url}", flush=True)
         await stop.wait()
     finally:
         for number in signals:
@@ -107,9 +144,162 @@ async def serve(
         await server.stop()
 
 
-def run(settings: Settings, host: str = "127.0.0.1", port: int = 8765) -> None:
-    """Serve in the foreground until SIGINT or SIGTERM, then shut down cleanly."""
-    asyncio.run(serve(settings, host=host, port=port, install_signal_handlers=True))
+def run(settings: Settings, host: str = "127.0.0.1", port: int = 8765, processes: int = 1) -> None:
+    """Serve in the foreground until SIGINT or SIGTERM, then shut down cleanly.
+
+    ``processes``: 1 serves in this process; N > 1 forks N workers sharing the
+    port (:func:`run_processes`); 0 means one per CPU.
+
+    Raises:
+        OSError: the address cannot be bound.
+    """
+    count = processes or (os.cpu_count() or 1)
+    if count == 1:
+        asyncio.run(serve(settings, host=host, port=port, install_signal_handlers=True))
+    else:
+        sys.exit(run_processes(settings, host=host, port=port, processes=count))
+
+
+def run_processes(settings: Settings, *, host: str, port: int, processes: int) -> int:
+    """Bind, fork ``processes`` workers, supervise them; return the exit status.
+
+    Call it from a process with no event loop, thread or Redis client yet: the
+    workers are forks of it.
+
+    Raises:
+        OSError: the address cannot be bound.
+    """
+    sockets = tornado.netutil.bind_sockets(port, address=host)
+    bound = int(sockets[0].getsockname()[1])
+    supervisor = _Supervisor(settings, host=host, sockets=sockets, processes=processes)
+    print(
+        f"gateway listening on ws://{_host_for_url(host)}:{bound}/ws ({processes} processes)",
+        flush=True,
+    )
+    return supervisor.run()
+
+
+class _Supervisor:
+    """The parent of the worker processes: fork, replace the dead, pass on SIGTERM/SIGINT."""
+
+    def __init__(
+        self, settings: Settings, *, host: str, sockets: list[socket.socket], processes: int
+    ) -> None:
+        self.settings = settings
+        self.host = host
+        self.sockets = sockets
+        self.processes = processes
+        self.workers: dict[int, tuple[int, float]] = {}  # pid -> (index, started)
+        self.stopping: float | None = None
+        self.status = 0
+
+    def run(self) -> int:
+        previous = {
+            number: signal.signal(number, self._on_signal)
+            for number in (signal.SIGTERM, signal.SIGINT)
+        }
+        try:
+            for index in range(self.processes):
+                self._fork(index)
+            while self.workers:
+                self._reap()
+                if self.stopping is not None and time.monotonic() > self.stopping:
+                    self._kill_all(signal.SIGKILL)
+                time.sleep(0.05)
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+            for sock in self.sockets:
+                sock.close()
+        return self.status
+
+    def _fork(self, index: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker: never returns into the parent's code
+            code = 1
+            try:
+                for number in (signal.SIGTERM, signal.SIGINT):
+                    signal.signal(number, signal.SIG_DFL)
+                asyncio.run(
+                    serve(
+                        self.settings,
+                        host=self.host,
+                        port=0,
+                        sockets=self.sockets,
+                        worker=index,
+                        install_signal_handlers=True,
+                        announce=False,
+                    )
+                )
+                code = 0
+            except BaseException:
+                log.exception("gateway worker %d failed", index)
+            finally:
+                logging.shutdown()
+                with contextlib.suppress(Exception):
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                os._exit(code)
+        self.workers[pid] = (index, time.monotonic())
+        log.info("gateway worker %d started (pid %d)", index, pid)
+        if self.stopping is not None:  # a signal came while forking
+            os.kill(pid, signal.SIGTERM)
+
+    def _reap(self) -> None:
+        while self.workers:
+            try:
+                pid, wait_status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.workers.clear()
+                return
+            if pid == 0:
+                return
+            if pid not in self.workers:
+                continue
+            index, started = self.workers.pop(pid)
+            code = os.waitstatus_to_exitcode(wait_status)
+            if self.stopping is not None:
+                continue
+            if code > 0 and time.monotonic() - started < STARTUP_GRACE:
+                log.error("gateway worker %d exited at start (status %d): stopping", index, code)
+                self.status = 1
+                self._stop()
+                continue
+            log.warning(
+                "gateway worker %d (pid %d) exited (status %d): replacing it", index, pid, code
+            )
+            self._fork(index)
+
+    def _on_signal(self, number: int, frame: object) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
+        if self.stopping is None:
+            # Every worker closes its connections (SHUTDOWN_TIMEOUT), then its pools.
+            self.stopping = time.monotonic() + SHUTDOWN_TIMEOUT + 10.0
+        self._kill_all(signal.SIGTERM)
+
+    def _kill_all(self, number: signal.Signals) -> None:
+        for pid in list(self.workers):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, number)
+
+
+def _worker_header(index: int) -> type[tornado.web.OutputTransform]:
+    class WorkerHeader(tornado.web.OutputTransform):
+        """Names the worker process on every response (and every 101 upgrade)."""
+
+        def transform_first_chunk(
+            self,
+            status_code: int,
+            headers: tornado.httputil.HTTPHeaders,
+            chunk: bytes,
+            finishing: bool,
+        ) -> tuple[int, tornado.httputil.HTTPHeaders, bytes]:
+            headers[WORKER_HEADER] = str(index)
+            return status_code, headers, chunk
+
+    return WorkerHeader
 
 
 def _host_for_url(host: str) -> str:

@@ -36,6 +36,13 @@ def test_a_smoke_run_succeeds_and_writes_sane_results(tmp_path: Path) -> None:
     assert tokens["tokens"] == SMOKE.redis_tokens
     assert tokens["bytes_per_token"] > 0
 
+    abuse = results["abuse"]
+    assert abuse["ok"], abuse
+    assert abuse["forged"]["forged"]["statuses"] == {"401": SMOKE.abuse_forged}
+    assert abuse["forged"]["redis_commands"]["getdel"] == SMOKE.abuse_valid
+    assert abuse["storm"]["failures"] == 0
+    assert "## Reconnect storm" in (tmp_path / "abuse.md").read_text()
+
     assert json.loads((tmp_path / "results.json").read_text())["mode"] == "smoke"
     assert "| wsauth gateway" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "results.png").read_bytes().startswith(b"\x89PNG")

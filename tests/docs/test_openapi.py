@@ -156,10 +156,16 @@ TOKEN_OPERATIONS = {
     ("/api/push", "post"),
 }
 SESSION_OPERATIONS = {("/", "get"), ("/login", "get"), ("/login", "post"), ("/logout", "post")}
-KEY_OPERATIONS = {("/.well-known/jwks.json", "get"), ("/healthz", "get")}
+KEY_OPERATIONS = {
+    ("/.well-known/jwks.json", "get"),
+    ("/healthz", "get"),
+    ("/readyz", "get"),
+    ("/metrics", "get"),
+}
 FAIL_CLOSED_OPERATIONS = {
     ("/api/tokens", "post"),
     ("/healthz", "get"),
+    ("/readyz", "get"),
     ("/.well-known/jwks.json", "get"),
 }
 
@@ -285,6 +291,10 @@ def test_key_and_health_answers_match_the_spec(issuer: Issuer, checked: Checked)
     assert again.status_code == 304
     checked.answer("/.well-known/jwks.json", "get", again)
     checked.answer("/healthz", "get", get(f"{url}/healthz"))
+    checked.answer("/readyz", "get", get(f"{url}/readyz"))
+    checked.answer("/metrics", "get", get(f"{url}/metrics"))
+    openmetrics = get(f"{url}/metrics", headers={"Accept": "application/openmetrics-text"})
+    checked.answer("/metrics", "get", openmetrics)
     assert checked.operations == KEY_OPERATIONS
 
 
@@ -297,9 +307,13 @@ def test_fail_closed_answers_match_the_spec(
         answer = post(f"{issuer.url}/api/tokens", auth=issuer.client)
         assert answer.json() == {"error": "redis_unavailable"}
         checked.answer("/api/tokens", "post", answer)
-        health = get(f"{issuer.url}/healthz")
-        assert health.json() == {"status": "degraded", "redis": False, "signing_key": True}
-        checked.answer("/healthz", "get", health)
+        ready = get(f"{issuer.url}/readyz")
+        assert ready.json() == {
+            "status": "degraded",
+            "checks": {"redis": False, "signing_key": True},
+        }
+        checked.answer("/readyz", "get", ready)
+        checked.answer("/healthz", "get", get(f"{issuer.url}/healthz"))
 
     no_keys = make_settings(keys_dir=str(tmp_path / "empty-store"))
     with serve(no_keys) as issuer:

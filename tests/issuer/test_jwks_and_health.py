@@ -1,4 +1,4 @@
-"""GET /.well-known/jwks.json and GET /healthz."""
+"""GET /.well-known/jwks.json, GET /healthz (liveness) and GET /readyz (readiness)."""
 
 from __future__ import annotations
 
@@ -45,20 +45,22 @@ def test_jwks_answers_304_to_a_matching_etag(issuer_url: str) -> None:
     assert again.content == b""
 
 
-def test_healthz_is_ok_with_redis_and_a_signing_key(issuer_url: str) -> None:
-    answer = requests.get(f"{issuer_url}/healthz", timeout=5)
+def test_readyz_is_ok_with_redis_and_a_signing_key(issuer_url: str) -> None:
+    answer = requests.get(f"{issuer_url}/readyz", timeout=5)
     assert answer.status_code == 200
-    assert answer.json() == {"status": "ok", "redis": True, "signing_key": True}
+    assert answer.json() == {"status": "ok", "checks": {"redis": True, "signing_key": True}}
 
 
-def test_healthz_is_degraded_without_a_signing_key(
+def test_readyz_is_degraded_without_a_signing_key_while_healthz_stays_ok(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     with run_issuer(make_settings(keys_dir=str(tmp_path / "empty"))) as url:
-        answer = requests.get(f"{url}/healthz", timeout=5)
+        answer = requests.get(f"{url}/readyz", timeout=5)
+        liveness = requests.get(f"{url}/healthz", timeout=5)
         jwks = requests.get(f"{url}/.well-known/jwks.json", timeout=5)
     assert answer.status_code == 503
-    assert answer.json() == {"status": "degraded", "redis": True, "signing_key": False}
+    assert answer.json() == {"status": "degraded", "checks": {"redis": True, "signing_key": False}}
+    assert (liveness.status_code, liveness.json()) == (200, {"status": "ok"})
     assert jwks.status_code == 503
     assert jwks.json() == {"error": "no_signing_key"}
 

@@ -38,9 +38,13 @@ def test_token_endpoints_answer_503_when_redis_is_down(
                 assert answer.json() == {"error": "redis_unavailable"}
                 assert "token" not in answer.text
 
-            health = requests.get(f"{url}/healthz", timeout=5)
-            assert health.status_code == 503
-            assert health.json() == {"status": "degraded", "redis": False, "signing_key": True}
+            ready = requests.get(f"{url}/readyz", timeout=5)
+            assert ready.status_code == 503
+            assert ready.json() == {
+                "status": "degraded",
+                "checks": {"redis": False, "signing_key": True},
+            }
+            assert requests.get(f"{url}/healthz", timeout=5).status_code == 200
 
     for record in caplog.records:
         assert record.exc_info is None, record.getMessage()

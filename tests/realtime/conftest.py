@@ -207,7 +207,7 @@ def gateway_process(settings: Settings, **extra: str) -> Iterator[GatewayProcess
 
 def _healthy(http_url: str) -> bool:
     try:
-        answer = requests.get(f"{http_url}/healthz", timeout=2)
+        answer = requests.get(f"{http_url}/readyz", timeout=2)
     except requests.RequestException:
         return False
-    return answer.status_code == 200 and answer.json().get("pubsub") is True
+    return answer.status_code == 200 and answer.json()["checks"]["pubsub"] is True

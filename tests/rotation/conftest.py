@@ -138,11 +138,11 @@ class Stack:
             body = json.loads(bytes(error.response.body or b"{}"))
             return f"{error.response.status_code} {body.get('error')}"
 
-    def healthz(self) -> dict[str, Any]:
-        return dict(requests.get(f"{self.gateway.http_url}/healthz", timeout=5).json())
+    def readyz(self) -> dict[str, Any]:
+        return dict(requests.get(f"{self.gateway.http_url}/readyz", timeout=5).json())
 
     def gateway_kids(self) -> list[str]:
-        return list(self.healthz()["keyset"]["kids"])
+        return list(self.readyz()["keyset"]["kids"])
 
     def private_key(self, kid: str) -> SigningKey:
         record = next(r for r in KeyStore(self.keys_dir).records() if r.kid == kid)
@@ -161,7 +161,7 @@ def run_stack(settings: Settings, *, source: str) -> Iterator[Stack]:
             gateway_settings = settings.replace(jwks_url=f"{issuer_url}/.well-known/jwks.json")
         with run_gateway(gateway_settings) as gateway:
             stack = Stack(settings, issuer_url, gateway, client_id, secret)
-            poll(lambda: stack.healthz()["status"] == "ok", what="a healthy gateway")
+            poll(lambda: stack.readyz()["status"] == "ok", what="a healthy gateway")
             yield stack
 
 

@@ -28,11 +28,11 @@ def test_a_gateway_fed_a_broken_jwks_file_keeps_the_last_good_keyset(
     broken.write_text(json.dumps(document))
     os.replace(broken, jwks)
 
-    poll(lambda: stack.healthz()["keyset"]["last_error"] is not None, what="the error")
-    health = stack.healthz()
-    assert health["status"] == "ok"
-    assert health["keyset"]["keys"] == 1
-    assert "private members" in health["keyset"]["last_error"]
+    poll(lambda: stack.readyz()["keyset"]["last_error"] is not None, what="the error")
+    ready = stack.readyz()
+    assert ready["status"] == "ok"
+    assert ready["keyset"]["keys"] == 1
+    assert "private members" in ready["keyset"]["last_error"]
     assert stack.outcome(stack.token()) == "welcome"
     assert stack.outcome(stack.token()) == "welcome"
     errors = [
@@ -45,4 +45,4 @@ def test_a_gateway_fed_a_broken_jwks_file_keeps_the_last_good_keyset(
     fixed = jwks.with_name(".jwks.fixed")
     fixed.write_bytes(good)
     os.replace(fixed, jwks)
-    poll(lambda: stack.healthz()["keyset"]["last_error"] is None, what="the recovery")
+    poll(lambda: stack.readyz()["keyset"]["last_error"] is None, what="the recovery")

@@ -175,10 +175,10 @@ def present(port: int, token: str, *, via: str = "authorization") -> Answer:
 
 
 def wait_healthy(port: int, *, timeout: float = 5.0) -> None:
-    """Poll ``/healthz`` until it answers 200 (Redis and pub/sub connected, keys loaded)."""
+    """Poll ``/readyz`` until it answers 200 (Redis and pub/sub connected, keys loaded)."""
 
     def healthy() -> bool:
-        request = build_request(method="GET", path="/healthz", websocket=False)
+        request = build_request(method="GET", path="/readyz", websocket=False)
         try:
             return exchange(port, request, timeout=1).status == 200
         except OSError:

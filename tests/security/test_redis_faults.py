@@ -70,7 +70,7 @@ class Stack:
         return present(self.gateway.port, token)
 
     def health(self, port: int) -> int | None:
-        request = build_request(path="/healthz", websocket=False)
+        request = build_request(path="/readyz", websocket=False)
         return exchange(port, request).status
 
     def wait_redis(self) -> None:
@@ -130,7 +130,7 @@ def test_redis_down_makes_both_services_answer_503_and_both_recover_when_it_is_b
     _assert_unavailable(stack.connect(before))
     _assert_issuer_unavailable(stack.issue())
     assert stack.health(stack.gateway.port) == 503
-    assert requests.get(f"{stack.issuer_url}/healthz", timeout=5).status_code == 503
+    assert requests.get(f"{stack.issuer_url}/readyz", timeout=5).status_code == 503
     _expect_one_refusal_each(service_log, before)
 
     stack.redis_server.start()  # same port, empty: no persistence
@@ -138,8 +138,8 @@ def test_redis_down_makes_both_services_answer_503_and_both_recover_when_it_is_b
     assert stack.recorded(jti)
     assert stack.connect(token).status == 101
     assert not stack.recorded(jti)
-    assert requests.get(f"{stack.issuer_url}/healthz", timeout=5).status_code == 200
-    wait_for(lambda: stack.health(stack.gateway.port) == 200, what="gateway healthz 200")
+    assert requests.get(f"{stack.issuer_url}/readyz", timeout=5).status_code == 200
+    wait_for(lambda: stack.health(stack.gateway.port) == 200, what="gateway readyz 200")
 
 
 def test_redis_paused_past_the_timeout_makes_both_services_answer_503_and_recover(
@@ -194,7 +194,7 @@ def test_tokens_issued_before_a_redis_restart_are_refused_as_replayed(
     before, before_jti = stack.token()
     stack.redis_server.restart()
     assert not stack.recorded(before_jti)
-    wait_for(lambda: stack.health(stack.gateway.port) == 200, what="gateway healthz 200")
+    wait_for(lambda: stack.health(stack.gateway.port) == 200, what="gateway readyz 200")
 
     answer = stack.connect(before)
     assert (answer.status, answer.error) == (401, "token_replayed")

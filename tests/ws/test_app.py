@@ -441,16 +441,22 @@ def test_redis_stopped_answers_503_redis_unavailable_without_traceback(
         with sync_client(own_redis.url, timeout=1) as client:
             ReplayGuard(client, prefix="wsauth:", leeway=5).record(claims)
         with run_gateway(settings) as gateway:
-            status, health = _get_json(f"{gateway.http_url}/healthz")
-            assert (status, health["status"], health["redis"]) == (200, "ok", True)
+            status, health = _get_json(f"{gateway.http_url}/readyz")
+            assert (status, health["status"], health["checks"]["redis"]) == (200, "ok", True)
             own_redis.stop()
             answer = refusal(
                 gateway.ws_url, additional_headers={"Authorization": f"Bearer {token}"}
             )
             assert (answer.status, answer.error) == (503, "redis_unavailable")
             assert answer.headers["retry-after"] == "1"
-            status, health = _get_json(f"{gateway.http_url}/healthz")
-            assert (status, health["status"], health["redis"]) == (503, "degraded", False)
+            status, health = _get_json(f"{gateway.http_url}/readyz")
+            assert (status, health["status"], health["checks"]["redis"]) == (
+                503,
+                "degraded",
+                False,
+            )
+            # Liveness is not readiness: Redis down is no reason to restart the gateway.
+            assert _get_json(f"{gateway.http_url}/healthz") == (200, {"status": "ok"})
     server_records = [r for r in caplog.records if not r.name.startswith("websockets")]
     assert not [r for r in server_records if r.exc_info or r.exc_text]
     assert not [r for r in server_records if "Traceback" in r.getMessage()]
@@ -558,7 +564,15 @@ def test_each_refusal_logs_one_line_with_the_reason_and_the_client_ip(
     caplog.set_level(logging.INFO, logger="wsauth.gateway")
     token, _ = tokens.issue(audience="other")
     refusal(gateway.ws_url, additional_headers={"Authorization": f"Bearer {token}"})
-    lines = [r for r in caplog.records if r.name == "wsauth.gateway" and "/ws" in r.getMessage()]
+
+    def access_lines() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name == "wsauth.gateway" and "/ws" in r.getMessage()]
+
+    # The access line is written just after the answer is sent: poll for it.
+    deadline = time.monotonic() + 5
+    while not access_lines() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    lines = access_lines()
     assert len(lines) == 1
     message = lines[0].getMessage()
     assert message.startswith("GET /ws 401 ")
@@ -567,27 +581,29 @@ def test_each_refusal_logs_one_line_with_the_reason_and_the_client_ip(
     assert lines[0].levelno == logging.WARNING
 
 
-# --- healthz ----------------------------------------------------------------------
+# --- healthz and readyz --------------------------------------------------------------
 
 
-def test_healthz_reports_ok_with_redis_and_the_keyset(
+def test_readyz_reports_ok_with_redis_the_keyset_and_the_subscription(
     gateway: GatewayHandle, settings: Settings
 ) -> None:
-    status, document = _get_json(f"{gateway.http_url}/healthz")
+    status, document = _get_json(f"{gateway.http_url}/readyz")
     assert status == 200
     assert document["status"] == "ok"
-    assert document["redis"] is True
+    assert document["checks"] == {"redis": True, "keyset": True, "pubsub": True}
     assert document["keyset"]["keys"] == 1
     assert document["keyset"]["last_error"] is None
 
 
-def test_healthz_reports_degraded_without_any_key(
+def test_readyz_reports_degraded_without_any_key_while_healthz_stays_ok(
     make_settings: Callable[..., Settings], tmp_path: Any
 ) -> None:
     with run_gateway(make_settings(keys_dir=str(tmp_path / "empty"))) as gateway:
-        status, document = _get_json(f"{gateway.http_url}/healthz")
+        status, document = _get_json(f"{gateway.http_url}/readyz")
+        liveness = _get_json(f"{gateway.http_url}/healthz")
     assert status == 503
     assert document["status"] == "degraded"
-    assert document["redis"] is True
+    assert document["checks"] == {"redis": True, "keyset": False, "pubsub": True}
     assert document["keyset"]["keys"] == 0
     assert document["keyset"]["last_error"] == "jwks file not found"
+    assert liveness == (200, {"status": "ok"})

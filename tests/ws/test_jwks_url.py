@@ -122,9 +122,9 @@ def poll(condition: Callable[[], bool], *, timeout: float = 10.0, what: str = "c
         time.sleep(0.02)
 
 
-def healthz(gateway: GatewayHandle) -> tuple[int, dict[str, Any]]:
+def readyz(gateway: GatewayHandle) -> tuple[int, dict[str, Any]]:
     try:
-        with urllib.request.urlopen(f"{gateway.http_url}/healthz", timeout=5) as response:  # noqa: S310
+        with urllib.request.urlopen(f"{gateway.http_url}/readyz", timeout=5) as response:  # noqa: S310
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         with error:
@@ -132,11 +132,11 @@ def healthz(gateway: GatewayHandle) -> tuple[int, dict[str, Any]]:
 
 
 def keyset_status(gateway: GatewayHandle) -> dict[str, Any]:
-    return dict(healthz(gateway)[1]["keyset"])
+    return dict(readyz(gateway)[1]["keyset"])
 
 
 def wait_until_loaded(gateway: GatewayHandle) -> None:
-    poll(lambda: healthz(gateway)[0] == 200, what="the gateway's first keyset")
+    poll(lambda: readyz(gateway)[0] == 200, what="the gateway's first keyset")
 
 
 def welcomed(gateway: GatewayHandle, token: str) -> bool:
@@ -343,7 +343,7 @@ BROKEN = [
 
 
 @pytest.mark.parametrize(("kind", "error"), BROKEN, ids=[kind for kind, _ in BROKEN])
-def test_a_broken_jwks_at_the_url_keeps_the_last_good_keyset_and_healthz_reports_it(
+def test_a_broken_jwks_at_the_url_keeps_the_last_good_keyset_and_readyz_reports_it(
     jwks_server: JwksServer,
     settings: Settings,
     tokens: Tokens,
@@ -362,7 +362,7 @@ def test_a_broken_jwks_at_the_url_keeps_the_last_good_keyset_and_healthz_reports
         # Fetched again and again (with back-off): still the one error line.
         poll(lambda: jwks_server.fetches >= failed_at + 2, what="two more failed fetches")
 
-        status, document = healthz(gateway)
+        status, document = readyz(gateway)
         assert status == 200
         assert document["keyset"]["kids"] == [tokens.key.kid]
         assert error in document["keyset"]["last_error"]
@@ -382,7 +382,7 @@ def test_a_jwks_with_private_members_is_never_loaded(
     jwks_server.answer = _broken("private member", tokens.key)
     with run_gateway(make_settings(jwks_url=jwks_server.url)) as gateway:
         poll(lambda: keyset_status(gateway)["last_error"] is not None, what="the refusal")
-        status, document = healthz(gateway)
+        status, document = readyz(gateway)
         assert status == 503
         assert document["status"] == "degraded"
         assert document["keyset"]["keys"] == 0
@@ -402,7 +402,7 @@ def test_an_unreachable_jwks_url_is_reported_and_retried(
         poll(lambda: keyset_status(gateway)["last_error"] is not None, what="the error")
         assert keyset_status(gateway)["last_error"].startswith("cannot fetch: ")
         poll(lambda: keyset_status(gateway)["fetches"] >= 3, what="the retries")
-        assert healthz(gateway)[0] == 503
+        assert readyz(gateway)[0] == 503
 
 
 # --- trust per issuer ---------------------------------------------------------------------
