@@ -164,7 +164,15 @@ def install(app: Flask, settings: Settings, *, redis_client: Any) -> None:
     ``redis_client`` is the issuer's Redis client: the limiter shares its
     connection pool, so the same timeouts apply (fail closed within
     ``WSAUTH_REDIS_TIMEOUT``).
+
+    With every limit off, nothing is installed: flask-limiter's per-request
+    hook costs about 170 µs even when it has no limit to check
+    (docs/performance.md).
     """
+    if not (
+        settings.rate_limit_tokens or settings.rate_limit_tokens_per_ip or settings.rate_limit_login
+    ):
+        return
     options: dict[str, Any] = {
         "key_prefix": f"{settings.redis_prefix}ratelimit",
         "wrap_exceptions": True,
