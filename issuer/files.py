@@ -23,11 +23,14 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Generic, TypeVar
+
+from shared.files import dumps, write_atomic
+
+__all__ = ["WatchedFile", "dumps", "fingerprint", "locked", "read_json", "write_atomic"]
 
 T = TypeVar("T")
 
@@ -41,31 +44,6 @@ def fingerprint(path: Path) -> Fingerprint | None:
     except FileNotFoundError:
         return None
     return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-
-def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data``: temporary file, fsync, chmod, rename.
-
-    Raises:
-        OSError: the directory is not writable (the file is unchanged).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-
-
-def dumps(document: Any) -> bytes:
-    return (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
 def read_json(path: Path) -> Any:

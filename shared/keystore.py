@@ -32,8 +32,6 @@ import contextlib
 import fcntl
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
@@ -41,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import KeyStoreError
+from shared.files import dumps, write_atomic
 from shared.keyset import ALGORITHMS, InvalidKeyset, Keyset, Kid, SigningKey
 
 
@@ -361,9 +360,9 @@ class KeyStore:
             if record.state in PUBLISHED_STATES
         ]
         jwks = Keyset(published).to_jwks()
-        self._write(self.jwks_path, _dumps(jwks), mode=0o644)
+        self._write(self.jwks_path, dumps(jwks), mode=0o644)
         metadata = {"version": 1, "keys": [record.to_json() for record in records]}
-        self._write(self.metadata_path, _dumps(metadata), mode=0o644)
+        self._write(self.metadata_path, dumps(metadata), mode=0o644)
 
     def _remove_private(self, kids: list[Kid]) -> None:
         for kid in kids:
@@ -371,23 +370,7 @@ class KeyStore:
                 self.private_path(kid).unlink()
 
     def _write(self, path: Path, data: bytes, *, mode: int) -> None:
-        """Atomic write: a temporary file in the same directory, fsync, rename."""
         try:
-            fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-            try:
-                os.fchmod(fd, mode)
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(temporary, path)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(temporary)
-                raise
+            write_atomic(path, data, mode=mode)
         except OSError as error:
             raise KeyStoreError(f"cannot write {path}: {error.strerror}") from None
-
-
-def _dumps(document: Any) -> bytes:
-    return (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("utf-8")
