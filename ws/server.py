@@ -46,6 +46,10 @@ SHUTDOWN_TIMEOUT = 5.0
 # forever. A worker killed by a signal is always replaced.
 STARTUP_GRACE = 3.0
 WORKER_HEADER = "X-WSAuth-Worker"
+# Tornado's default listen backlog is 128: in a reconnect storm the kernel then
+# drops SYNs and clients wait for their retransmit (bench/results/abuse.md saw
+# ~5,600 listen overflows for 2,000 clients). The kernel caps it at somaxconn.
+LISTEN_BACKLOG = 2048
 
 log = logging.getLogger("wsauth.gateway")
 
@@ -90,7 +94,9 @@ class GatewayServer:
         self.app = make_app(self.settings, **self._app_options)
         if self._worker is not None:
             self.app.add_transform(_worker_header(self._worker))
-        sockets = self._sockets or tornado.netutil.bind_sockets(self.port, address=self.host)
+        sockets = self._sockets or tornado.netutil.bind_sockets(
+            self.port, address=self.host, backlog=LISTEN_BACKLOG
+        )
         self.port = int(sockets[0].getsockname()[1])
         try:
             await self.app.gateway.start()
@@ -169,7 +175,7 @@ def run_processes(settings: Settings, *, host: str, port: int, processes: int) -
     Raises:
         OSError: the address cannot be bound.
     """
-    sockets = tornado.netutil.bind_sockets(port, address=host)
+    sockets = tornado.netutil.bind_sockets(port, address=host, backlog=LISTEN_BACKLOG)
     bound = int(sockets[0].getsockname()[1])
     supervisor = _Supervisor(settings, host=host, sockets=sockets, processes=processes)
     print(
