@@ -5,22 +5,19 @@ from __future__ import annotations
 import io
 import json
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import redis
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.config import Settings
-from shared.keystore import KeyStore
 from shared.logs import JsonFormatter
-from shared.replay import ReplayGuard, sync_client
-from tests.support.gateway_server import GatewayHandle, run_gateway
-from tests.ws.conftest import Tokens
+from tests.support.polling import wait_until
+from tests.ws.conftest import Tokens, gateway, tokens
+
+__all__ = ["Tokens", "gateway", "tokens", "wait_until"]
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -39,20 +36,6 @@ def scrape(base_url: str) -> dict[tuple[str, Labels], float]:
 def value(samples: dict[tuple[str, Labels], float], name: str, **labels: str) -> float:
     """One sample's value; 0 for a labelled child not created yet."""
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def wait_until(
-    condition: Callable[[], Any], *, timeout: float = 10.0, what: str = "condition"
-) -> Any:
-    """Poll ``condition`` until it is truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 @dataclass
@@ -89,20 +72,3 @@ def json_log() -> Iterator[JsonLog]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(previous)
-
-
-@pytest.fixture
-def tokens(
-    key_store: KeyStore, settings: Settings, redis_url: str, redis_client: redis.Redis
-) -> Iterator[Tokens]:
-    key = key_store.signing_key()
-    assert key is not None
-    client = sync_client(redis_url, timeout=1)
-    yield Tokens(key, settings, ReplayGuard(client, prefix="wsauth:", leeway=5), redis_client)
-    client.close()
-
-
-@pytest.fixture
-def gateway(settings: Settings) -> Iterator[GatewayHandle]:
-    with run_gateway(settings) as handle:
-        yield handle

@@ -7,12 +7,13 @@ timeout, so nothing waits with a fixed sleep) and ``requests`` for the issuer.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from shared.cli import cli
 from shared.config import Settings
 from tests.support.gateway_server import GatewayHandle, run_gateway
 from tests.support.issuer_server import run_issuer
+from tests.support.polling import wait_until as _wait_until
 from tests.ws.conftest import Tokens, tokens
 
 __all__ = ["Tokens", "tokens"]  # the gateway tests' token builder, shared
@@ -38,16 +40,8 @@ CSRF = {"X-WSAuth-CSRF": "1"}
 USERS = {"alice": "alice-password-123", "bob": "bob-password-4567"}
 
 
-def wait_until(predicate: Callable[[], Any], *, timeout: float = 5.0, what: str = "") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        time.sleep(0.02)
+# Real-time events arrive within milliseconds: five seconds is a generous bound.
+wait_until = functools.partial(_wait_until, timeout=5.0)
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -38,6 +39,7 @@ from shared.replay import ReplayGuard, sync_client
 from shared.tokens import mint
 from tests.support.gateway_server import GatewayHandle, run_gateway
 from tests.support.issuer_server import run_issuer
+from tests.support.polling import wait_until
 
 WSAUTH = str(Path(sys.executable).with_name("wsauth"))
 SERVER_CACHE = 1
@@ -47,13 +49,8 @@ LEEWAY = 1
 SOURCES = ["file", "url"]
 
 
-def poll(condition: Callable[[], bool], *, timeout: float = 15.0, what: str = "condition") -> None:
-    """Wait for ``condition`` with a deadline (no fixed sleeps)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+# Rotation steps wait on refresh intervals of a second or two: fifteen seconds is the bound.
+poll = functools.partial(wait_until, timeout=15.0)
 
 
 def kid_of(token: str) -> str:

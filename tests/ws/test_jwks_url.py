@@ -32,6 +32,7 @@ from shared.keyset import Keyset, SigningKey
 from shared.keystore import KeyStore
 from tests.support.gateway_server import GatewayHandle, run_gateway
 from tests.support.issuer_server import run_issuer
+from tests.support.polling import wait_until as poll
 from tests.ws.conftest import Tokens, refusal
 from ws.app import make_app
 from ws.jwks_url import MAX_SIZE, UrlKeysetSource
@@ -112,14 +113,6 @@ def _cache(max_age: int) -> dict[str, str]:
 
 
 # --- helpers -------------------------------------------------------------------------
-
-
-def poll(condition: Callable[[], bool], *, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def readyz(gateway: GatewayHandle) -> tuple[int, dict[str, Any]]:
