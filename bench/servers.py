@@ -39,7 +39,7 @@ from bench.procs import raise_fd_limit
 from shared.config import Settings, load_settings
 from shared.replay import async_client
 from ws.app import application_settings, server_options
-from ws.server import GatewayServer
+from ws.server import GatewayServer, freeze_startup_heap
 
 KINDS = ("baseline", "ticket", "wsauth")
 TICKET_PREFIX = "ticket:"
@@ -126,6 +126,8 @@ async def serve(kind: str, settings: Settings) -> None:
         port = int(sockets[0].getsockname()[1])
         http = tornado.httpserver.HTTPServer(app, **server_options(settings))
         http.add_sockets(sockets)
+    # As `wsauth gateway` does (ws.server.serve), and for every kind alike.
+    freeze_startup_heap()
     print(f"READY {port}", flush=True)
     await stop.wait()
     if kind == "wsauth":

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -136,6 +137,7 @@ async def serve(
     stop = stop or asyncio.Event()
     server = GatewayServer(settings, host=host, port=port, **server_options)
     await server.start()
+    freeze_startup_heap()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM) if install_signal_handlers else ()
     for number in signals:
@@ -148,6 +150,18 @@ async def serve(
         for number in signals:
             loop.remove_signal_handler(number)
         await server.stop()
+
+
+def freeze_startup_heap() -> None:
+    """Take what the process holds after start-up out of the cyclic garbage collector.
+
+    Modules, the application, keys and Redis pools live as long as the process;
+    without this every full collection walks them all again (tens of
+    milliseconds each, about 25 µs per handshake under load, see
+    docs/performance.md). Objects allocated later are collected as usual.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def run(settings: Settings, host: str = "127.0.0.1", port: int = 8765, processes: int = 1) -> None:
