@@ -241,7 +241,7 @@ class GatewaySocket(_JsonHandler, tornado.websocket.WebSocketHandler):
         assert self.admission is not None
         return self.admission.claims
 
-    async def open(self, *args: Any, **kwargs: Any) -> None:
+    def open(self, *args: Any, **kwargs: Any) -> None:
         assert self.admission is not None
         if self.client_gone:
             return
@@ -259,9 +259,9 @@ class GatewaySocket(_JsonHandler, tornado.websocket.WebSocketHandler):
             log.exception("opening a connection failed")
             self.close(INTERNAL_ERROR, REASONS[INTERNAL_ERROR])
             return
-        # The client may have left at once: on_close unregisters it.
-        with contextlib.suppress(tornado.websocket.WebSocketClosedError):
-            await self.write_message(json.dumps({"type": "welcome", "sub": self.claims.sub}))
+        # Not awaited (nothing waits on it); if the client left at once, on_close
+        # unregisters it and send() drops the message.
+        self.send(json.dumps({"type": "welcome", "sub": self.claims.sub}))
 
     def _expire(self) -> None:
         self._max_age_timer = None

@@ -52,6 +52,7 @@ KNOWN_OUTCOMES = (
     "rate_limited",
     "client_closed",
 )
+REDIS_COMMANDS = ("getdel", "ping")
 # 1005: the client's close frame had no code; 1006: no close frame at all.
 CLOSE_CODES = frozenset({*REASONS, 1005, 1006})
 _CODE = re.compile(r"[a-z][a-z0-9_]{0,39}")
@@ -75,8 +76,10 @@ class GatewayMetrics:
             ["outcome"],
             registry=registry,
         )
-        for outcome in KNOWN_OUTCOMES:
-            self.handshakes.labels(outcome)
+        # Children resolved once: labels() takes a lock and builds a key per call.
+        self._handshake_children = {
+            outcome: self.handshakes.labels(outcome) for outcome in KNOWN_OUTCOMES
+        }
         self.connections = Gauge(
             "wsauth_gateway_connections",
             "Live WebSocket connections.",
@@ -109,6 +112,9 @@ class GatewayMetrics:
             buckets=REDIS_BUCKETS,
             registry=registry,
         )
+        self._redis_children = {
+            command: self.redis_seconds.labels(command) for command in REDIS_COMMANDS
+        }
         self.pubsub_connected = Gauge(
             "wsauth_gateway_pubsub_connected",
             "1 while the events subscription is confirmed, else 0 (pushes and revocations "
@@ -126,7 +132,10 @@ class GatewayMetrics:
 
     def handshake(self, outcome: str) -> None:
         """Count one handshake: ``accepted`` or a reason code (anything else: ``other``)."""
-        self.handshakes.labels(outcome if _CODE.fullmatch(outcome) else "other").inc()
+        child = self._handshake_children.get(outcome)
+        if child is None:
+            child = self.handshakes.labels(outcome if _CODE.fullmatch(outcome) else "other")
+        child.inc()
 
     def connection_count(self, live: int) -> None:
         self.connections.set(live)
@@ -136,7 +145,10 @@ class GatewayMetrics:
         self.closed.labels(label).inc()
 
     def redis(self, command: str, seconds: float) -> None:
-        self.redis_seconds.labels(command).observe(seconds)
+        child = self._redis_children.get(command)
+        if child is None:
+            child = self.redis_seconds.labels(command)
+        child.observe(seconds)
 
     def subscribed(self, connected: bool) -> None:
         self.pubsub_connected.set(1 if connected else 0)
