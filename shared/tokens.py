@@ -57,6 +57,15 @@ MAX_SID_LENGTH = 128
 MAX_SCOPE_LENGTH = 1024
 
 _B64URL = re.compile(rb"[A-Za-z0-9_-]*")
+_B64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_TO_BASE64 = bytes.maketrans(b"-_", b"+/")
+# By length mod 4, the characters that may end a canonical segment: 2 leftover
+# characters carry 8 bits (the last character's low 4 bits unused), 3 carry 16
+# (low 2 bits unused).
+_CANONICAL_LAST = {
+    2: frozenset(_B64URL_ALPHABET[index] for index in range(0, 64, 16)),
+    3: frozenset(_B64URL_ALPHABET[index] for index in range(0, 64, 4)),
+}
 _JTI = re.compile(r"[A-Za-z0-9_-]{22}")
 
 
@@ -132,7 +141,7 @@ def mint(
     if scope is not None:
         payload["scope"] = scope
     signing_input = _header_segment(key.alg, key.kid) + b"." + _segment(payload)
-    token = signing_input + b"." + b64url(key.sign(signing_input)).encode("ascii")
+    token = signing_input + b"." + _b64url_bytes(key.sign(signing_input))
     return token.decode("ascii"), claims
 
 
@@ -167,18 +176,11 @@ def verify(
         raise MalformedToken("a token has exactly three segments")
     header_segment, payload_segment, signature_segment = raw.split(b".")
 
-    header = _json_object(_decode(header_segment), "header")
-    if not HEADER_MEMBERS.issuperset(header):
-        raise HeaderNotAllowed(members=sorted(set(header) - HEADER_MEMBERS)[:5])
-    if header.get("typ") != TOKEN_TYPE:
-        raise WrongTokenType()
-    kid = header.get("kid")
-    if not isinstance(kid, str):
-        raise UnknownKey("kid missing or not a string")
-    key = keyset.get(Kid(kid))
+    alg, kid = _header(header_segment)
+    key = keyset.get(kid)
     if key is None:
         raise UnknownKey()
-    if header.get("alg") != key.alg:
+    if alg != key.alg:
         raise AlgorithmNotAllowed(key_alg=key.alg)
 
     signature = _decode(signature_segment)
@@ -198,8 +200,18 @@ def verify(
 # --- helpers --------------------------------------------------------------
 
 
+# json.dumps builds a new encoder at every call when given separators; this one is kept.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def _b64url_bytes(data: bytes) -> bytes:
+    """:func:`shared.keyset.b64url` as ASCII bytes, without the round trip through str."""
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
+
+
 def _segment(value: dict[str, Any]) -> bytes:
-    return b64url(json.dumps(value, separators=(",", ":")).encode()).encode("ascii")
+    return _b64url_bytes(_COMPACT_JSON.encode(value).encode())
 
 
 @functools.lru_cache(maxsize=16)
@@ -208,20 +220,46 @@ def _header_segment(alg: str, kid: Kid) -> bytes:
     return _segment({"alg": alg, "kid": kid, "typ": TOKEN_TYPE})
 
 
+@functools.lru_cache(maxsize=64)
+def _header(segment: bytes) -> tuple[Any, Kid]:
+    """The ``alg`` member and the kid of an encoded header that passes the allowlist.
+
+    A pure function of the bytes, so memoised: every token of one key has the
+    same header segment. Only headers that pass are cached (a raised error is
+    not), so a flood of bad headers is refused by the same checks each time.
+
+    Raises:
+        MalformedToken, HeaderNotAllowed, WrongTokenType, UnknownKey.
+    """
+    header = _json_object(_decode(segment), "header")
+    if not HEADER_MEMBERS.issuperset(header):
+        raise HeaderNotAllowed(members=sorted(set(header) - HEADER_MEMBERS)[:5])
+    if header.get("typ") != TOKEN_TYPE:
+        raise WrongTokenType()
+    kid = header.get("kid")
+    if not isinstance(kid, str):
+        raise UnknownKey("kid missing or not a string")
+    alg = header.get("alg")
+    # A JSON array or object is mutable: hand out an immutable stand-in (it
+    # matches no key's alg, as the original would not).
+    return (alg if alg is None or isinstance(alg, str | int | float) else repr(alg)), Kid(kid)
+
+
 def _decode(segment: bytes) -> bytes:
     """Strict base64url: no padding, no foreign characters, canonical trailing bits."""
     if len(segment) % 4 == 1 or not _B64URL.fullmatch(segment):
         raise MalformedToken("invalid base64url")
+    # The unused low bits of the last character must be zero (RFC 4648 §3.5):
+    # else two spellings would decode to the same bytes.
+    partial = len(segment) % 4
+    if partial and segment[-1] not in _CANONICAL_LAST[partial]:
+        raise MalformedToken("non-canonical base64url")
     try:
-        data = binascii.a2b_base64(
-            segment.replace(b"-", b"+").replace(b"_", b"/") + b"=" * (-len(segment) % 4),
-            strict_mode=True,
+        return binascii.a2b_base64(
+            segment.translate(_TO_BASE64) + b"=" * (-len(segment) % 4), strict_mode=True
         )
     except binascii.Error:
         raise MalformedToken("invalid base64url") from None
-    if b64url(data).encode("ascii") != segment:
-        raise MalformedToken("non-canonical base64url")
-    return data
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -289,3 +289,62 @@ def test_verify_rejects_a_signed_token_over_the_size_cap(ed_key: SigningKey) -> 
 def test_mint_refuses_an_unprintable_subject(ed_key: SigningKey) -> None:
     with pytest.raises(errors.InvalidClaims):
         mint(key=ed_key, issuer=ISSUER, audience=AUDIENCE, subject="a\nb", now=NOW, ttl=30)
+
+
+# --- the fast paths of verify() (docs/performance.md) ------------------------
+
+
+@pytest.mark.parametrize("length", range(2, 14))
+def test_strict_decode_agrees_with_decode_and_reencode(length: int) -> None:
+    # _decode checks the unused bits of the last character instead of
+    # re-encoding; for every last character it must decide as the round trip does.
+    from shared.tokens import _decode
+
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    for last in alphabet:
+        text = "A" * (length - 1) + last
+        try:
+            expected: bytes | None = base64.urlsafe_b64decode(text + "=" * (-length % 4))
+            if b64url(expected) != text:
+                expected = None
+        except ValueError:
+            expected = None
+        try:
+            got: bytes | None = _decode(text.encode())
+        except errors.MalformedToken:
+            got = None
+        assert got == expected, (length, last)
+
+
+def test_a_remembered_header_still_needs_its_key_in_the_keyset(ed_key: SigningKey) -> None:
+    # The parsed header is memoised by its bytes; the key lookup and the
+    # algorithm check are not.
+    token = forge(ed_key)
+    assert check(token, ed_key).kid == ed_key.kid
+    with pytest.raises(errors.UnknownKey):
+        check(token, SigningKey.generate("EdDSA"))
+
+
+def test_a_remembered_header_is_checked_against_the_keys_algorithm(ed_key: SigningKey) -> None:
+    es_key = SigningKey.generate("ES256")
+    lying = forge(ed_key, header=make_header(ed_key, alg="ES256"))
+    for _ in range(2):
+        with pytest.raises(errors.AlgorithmNotAllowed):
+            check(lying, ed_key, es_key)
+
+
+@pytest.mark.parametrize("alg", [["EdDSA"], {"EdDSA": 1}, 1, None])
+def test_a_header_alg_of_another_json_type_is_refused_every_time(
+    ed_key: SigningKey, alg: Any
+) -> None:
+    token = forge(ed_key, header=make_header(ed_key, alg=alg))
+    for _ in range(2):
+        with pytest.raises((errors.AlgorithmNotAllowed, errors.MalformedToken)):
+            check(token, ed_key)
+
+
+def test_a_refused_header_is_refused_again(ed_key: SigningKey) -> None:
+    token = forge(ed_key, header=make_header(ed_key, jku="https://example.com/keys"))
+    for _ in range(2):
+        with pytest.raises(errors.HeaderNotAllowed):
+            check(token, ed_key)
