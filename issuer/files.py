@@ -39,6 +39,10 @@ Fingerprint = tuple[int, int, int]
 
 def fingerprint(path: Path) -> Fingerprint | None:
     """What identifies one version of a file, or None when it does not exist."""
+    return _fingerprint(os.fspath(path))
+
+
+def _fingerprint(path: str) -> Fingerprint | None:
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -82,12 +86,18 @@ class WatchedFile(Generic[T]):
 
     def __init__(self, path: Path, load: Callable[[Path], T]) -> None:
         self.path = path
+        self._fspath = os.fspath(path)  # os.stat of a str skips Path.__fspath__
         self._load = load
         self._lock = threading.Lock()
         self._cache: tuple[Fingerprint | None, T] | None = None
 
     def get(self) -> T:
-        current = fingerprint(self.path)
+        current = _fingerprint(self._fspath)
+        # Unchanged file (nearly every call): no lock. The cache is one tuple,
+        # replaced whole, so a reader sees the old pair or the new one.
+        cache = self._cache
+        if cache is not None and cache[0] == current:
+            return cache[1]
         with self._lock:
             if self._cache is None or self._cache[0] != current:
                 # Stat before reading: if the file changes in between, the next

@@ -65,9 +65,12 @@ class IssuerMetrics:
             buckets=REDIS_BUCKETS,
             registry=registry,
         )
-        for client in (BROWSER, API):
-            self.issued.labels(client)
-            self.issue_seconds.labels(client)
+        # The children of the fixed label values, looked up once: labels() validates
+        # and locks at every call (about 1.5 µs each).
+        self._issued = {client: self.issued.labels(client) for client in (BROWSER, API)}
+        self._issue_seconds = {
+            client: self.issue_seconds.labels(client) for client in (BROWSER, API)
+        }
         self.redis_seconds = Histogram(
             "wsauth_issuer_redis_seconds",
             "Latency of Redis commands the issuer times: ping (readiness), publish (pushes).",
@@ -75,6 +78,7 @@ class IssuerMetrics:
             buckets=REDIS_BUCKETS,
             registry=registry,
         )
+        self._answered: dict[tuple[str | None, int], Counter] = {}
         self.requests = Counter(
             "wsauth_issuer_http_requests",
             "HTTP answers by endpoint (the Flask endpoint name, 'none' for no route) and status.",
@@ -85,8 +89,13 @@ class IssuerMetrics:
         registry.register(self.keys)
 
     def issued_token(self, client: str, seconds: float) -> None:
-        self.issued.labels(client).inc()
-        self.issue_seconds.labels(client).observe(seconds)
+        issued = self._issued.get(client)
+        if issued is None:
+            self.issued.labels(client).inc()
+            self.issue_seconds.labels(client).observe(seconds)
+            return
+        issued.inc()
+        self._issue_seconds[client].observe(seconds)
 
     def refusal(self, endpoint: str | None, reason: str) -> None:
         """Count a refusal if ``endpoint`` hands out tokens (the reason is a code, never input)."""
@@ -98,7 +107,13 @@ class IssuerMetrics:
         self.redis_seconds.labels(command).observe(seconds)
 
     def answered(self, endpoint: str | None, status: int) -> None:
-        self.requests.labels(endpoint or "none", str(status)).inc()
+        # Bounded like the metric itself: endpoints are the app's routes, statuses HTTP's.
+        counter = self._answered.get((endpoint, status))
+        if counter is None:
+            counter = self._answered[endpoint, status] = self.requests.labels(
+                endpoint or "none", str(status)
+            )
+        counter.inc()
 
     def render(self, accept: str | None = None) -> tuple[bytes, str]:
         """The ``/metrics`` answer: body and ``Content-Type``."""

