@@ -1,10 +1,12 @@
-"""Where a wsauth handshake's server CPU goes: py-spy samples of the gateway under load.
+"""Where a wsauth handshake's server CPU goes: py-spy samples under load, next to the baseline.
 
-``python -m bench --profile`` starts the wsauth gateway (``bench.servers
-wsauth``), attaches ``py-spy record`` to its PID (on-CPU samples only, 1 kHz,
-non-blocking), drives handshakes at it from the benchmark client, and writes
-``profile-wsauth.md``: the share of samples per part of the handshake path,
-turned into µs per handshake with the server CPU measured in the same run.
+``python -m bench --profile`` starts the unauthenticated baseline and then the
+wsauth gateway (``bench.servers baseline|wsauth``), attaches ``py-spy
+record`` to each one's PID (on-CPU samples only, 1 kHz, non-blocking), drives
+the same number of handshakes at it from the benchmark client, and writes
+``profile-wsauth.md``: per part of the handshake path, µs per handshake of
+each (share of samples x server CPU measured in the same run) and the
+difference, against the budget the 0.80x target leaves.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from bench import scenarios
 from bench.load import run_load
@@ -30,7 +33,14 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("request checks: origin, handshake headers, token source", ("ws/handshake.py",)),
     ("gateway glue (HandshakeRequest, keyset refresh, ...)", ("ws/gateway.py", "ws/keys.py")),
     ("access log line (logging)", ("logging/",)),
-    ("after the upgrade: welcome message, registry, on_close", ("open (ws/app.py", "registry")),
+    (
+        "after the upgrade: welcome message, registry, on_close",
+        ("open (ws/app.py", "open (bench/servers.py", "send (ws/app.py", "registry"),
+    ),
+    (
+        "gateway handler: request id, metrics, access fields (ws/app.py)",
+        ("ws/app.py", "ws/metrics.py", "prometheus_client/", "shared/logs.py"),
+    ),
     ("Tornado HTTP and WebSocket handshake", ("tornado/",)),
 )
 OTHER = "event loop, sockets and the rest"
@@ -64,13 +74,13 @@ def classify(raw: str) -> tuple[Counter[str], Counter[str], int]:
     return parts, leaves, total
 
 
-def profile(out: Path, *, handshakes: int = 6000, concurrency: int = 50) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    raw_path = out / "profile-wsauth.raw.txt"
-    target = out / "profile-wsauth.md"
-    with scenarios.environment() as env, env.server("wsauth") as server:
-        requests = scenarios.handshake_requests(env, "wsauth", server.port, handshakes)
-        warm = scenarios.handshake_requests(env, "wsauth", server.port, 300)
+def _profile_kind(
+    env: scenarios.Environment, kind: str, raw_path: Path, *, handshakes: int, concurrency: int
+) -> dict[str, Any]:
+    """py-spy on one server of ``kind`` while it serves ``handshakes``: parts and CPU."""
+    with env.server(kind) as server:
+        requests = scenarios.handshake_requests(env, kind, server.port, handshakes)
+        warm = scenarios.handshake_requests(env, kind, server.port, 300)
         run_load((scenarios.HOST, server.port), warm, concurrency=concurrency)
         spy = subprocess.Popen(
             [py_spy(), "record", "--pid", str(server.pid), "--rate", "1000", "--nonblocking",
@@ -91,27 +101,69 @@ def profile(out: Path, *, handshakes: int = 6000, concurrency: int = 50) -> Path
                 spy.kill()
                 spy.wait(timeout=5)
     if result.ok(101) != handshakes:
-        raise BenchError(f"profile run: {dict(result.statuses)}")
+        raise BenchError(f"profile run of {kind}: {dict(result.statuses)}")
     parts, leaves, total = classify(raw_path.read_text())
-    per_handshake = 1e6 * cpu / handshakes
+    raw_path.unlink()
+    return {
+        "parts": parts,
+        "leaves": leaves,
+        "samples": total,
+        "cpu_us": 1e6 * cpu / handshakes,
+        "rate": result.rate(),
+    }
+
+
+def _us(profiled: dict[str, Any], part: str) -> float:
+    total = profiled["samples"]
+    return profiled["parts"][part] / total * profiled["cpu_us"] if total else 0.0
+
+
+def profile(out: Path, *, handshakes: int = 6000, concurrency: int = 50) -> Path:
+    """Profile the baseline and the wsauth gateway one after the other; write the comparison."""
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / "profile-wsauth.md"
+    with scenarios.environment() as env:
+        runs = {}
+        for kind in ("baseline", "wsauth"):
+            raw_path = out / f"profile-{kind}.raw.txt"
+            runs[kind] = _profile_kind(
+                env, kind, raw_path, handshakes=handshakes, concurrency=concurrency
+            )
+    base, wsauth = runs["baseline"], runs["wsauth"]
+    budget = base["cpu_us"] / 0.80 - base["cpu_us"]
     lines = [
         "# Where the wsauth gateway's handshake CPU goes",
         "",
-        f"py-spy, on-CPU samples at 1 kHz of the gateway process while it served "
-        f"{handshakes} handshakes at concurrency {concurrency} ({result.rate():.0f}/s under "
-        f"the profiler); server CPU {per_handshake:.0f} µs per handshake in this run; "
-        f"{total} samples. Each sample goes to the first part below found on its stack.",
+        f"py-spy, on-CPU samples at 1 kHz, of the unauthenticated baseline and then of the "
+        f"wsauth gateway (`bench.servers`), each serving {handshakes} handshakes at "
+        f"concurrency {concurrency} from the benchmark client. Server CPU per handshake in "
+        f"this run: baseline {base['cpu_us']:.0f} µs ({base['rate']:.0f}/s under the "
+        f"profiler, {base['samples']} samples), wsauth {wsauth['cpu_us']:.0f} µs "
+        f"({wsauth['rate']:.0f}/s, {wsauth['samples']} samples). Each sample goes to the "
+        f"first part below found on its stack; µs = share of samples x CPU per handshake.",
         "",
-        "| part | share | ≈ µs per handshake |",
-        "|---|---:|---:|",
+        f"For 0.80x the baseline's rate, wsauth may spend at most {budget:.0f} µs per "
+        f"handshake more than the baseline (baseline / 0.80 - baseline); it spends "
+        f"{wsauth['cpu_us'] - base['cpu_us']:.0f} µs more here.",
+        "",
+        "| part | baseline µs | wsauth µs | difference |",
+        "|---|---:|---:|---:|",
     ]
     for part, _needles in (*PARTS, (OTHER, ())):
-        share = parts[part] / total if total else 0.0
-        lines.append(f"| {part} | {100 * share:.1f} % | {share * per_handshake:.0f} |")
-    lines += ["", "Top 15 functions by self time:", "", "| function | share |", "|---|---:|"]
-    for frame, count in leaves.most_common(15):
+        before, after = _us(base, part), _us(wsauth, part)
+        lines.append(f"| {part} | {before:.0f} | {after:.0f} | {after - before:+.0f} |")
+    lines += [
+        f"| **total** | **{base['cpu_us']:.0f}** | **{wsauth['cpu_us']:.0f}** | "
+        f"**{wsauth['cpu_us'] - base['cpu_us']:+.0f}** |",
+        "",
+        "Top 15 functions of the wsauth gateway by self time:",
+        "",
+        "| function | share |",
+        "|---|---:|",
+    ]
+    total = wsauth["samples"]
+    for frame, count in wsauth["leaves"].most_common(15):
         lines.append(f"| `{frame}` | {100 * count / total:.1f} % |")
     target.write_text("\n".join(lines) + "\n")
-    raw_path.unlink()
     print(target.read_text())
     return target
