@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -205,16 +205,23 @@ class Gateway:
             max_ttl=MAX_TOKEN_TTL,
         )
 
-    async def authenticate(self, request: HandshakeRequest) -> Admission:
+    def authenticate(self, request: HandshakeRequest) -> Coroutine[Any, Any, Admission]:
         """Step 0 (:mod:`ws.ratelimit`: a blocked client is refused first, and a 401 is
-        counted against its client), then steps 1 to 6.
+        counted against its client), then steps 1 to 6. Await the result.
 
-        Raises:
+        Raises (when awaited):
             WsAuthError: a subclass whose ``status`` and ``code`` are the answer.
         """
         limits = self.handshake_limits
         if limits is None:
-            return await self._authenticate(request)
+            # Not a coroutine itself: the caller awaits steps 1 to 6 directly,
+            # one coroutine frame fewer to resume after the GETDEL.
+            return self._authenticate(request)
+        return self._authenticate_limited(request, limits)
+
+    async def _authenticate_limited(
+        self, request: HandshakeRequest, limits: HandshakeLimiter
+    ) -> Admission:
         client = client_address(request.peer, request.forwarded_for, self.settings.trusted_proxies)
         bucket = rate_key(client)
         limits.check(bucket)
