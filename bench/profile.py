@@ -145,7 +145,8 @@ def profile(out: Path, *, handshakes: int = 6000, concurrency: int = 50) -> Path
         f"this run: baseline {base['cpu_us']:.0f} µs ({base['rate']:.0f}/s under the "
         f"profiler, {base['samples']} samples), wsauth {wsauth['cpu_us']:.0f} µs "
         f"({wsauth['rate']:.0f}/s, {wsauth['samples']} samples). Each sample goes to the "
-        f"part named by the innermost frame of its stack that names one; µs = share of samples x CPU per handshake.",
+        f"part named by the innermost frame of its stack that names one; "
+        f"µs = share of samples x CPU per handshake.",
         "",
         f"For 0.80x the baseline's rate, wsauth may spend at most {budget:.0f} µs per "
         f"handshake more than the baseline (baseline / 0.80 - baseline); it spends "

@@ -4,6 +4,7 @@ python -m bench                 full run (a few minutes on 2 cores)
 python -m bench --smoke         tiny counts, seconds; results to a temp dir
 python -m bench --only gateway  one part: gateway, issuer, memory, redis, abuse
 python -m bench --profile       profile the wsauth gateway under load (py-spy)
+python -m bench --instructions  instructions per handshake under callgrind (valgrind)
 """
 
 from __future__ import annotations
@@ -141,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=PARTS, help="run only this part")
     parser.add_argument("--out", type=Path, help="results directory (default bench/results)")
     parser.add_argument("--profile", action="store_true", help="profile the wsauth gateway")
+    parser.add_argument(
+        "--instructions", action="store_true", help="instructions per handshake (callgrind)"
+    )
     parser.add_argument("--rounds", type=int, help="gateway and issuer rounds")
     parser.add_argument("--handshakes", type=int, help="handshakes per gateway round")
     args = parser.parse_args(argv)
@@ -148,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench.profile import profile
 
         profile(args.out or RESULTS)
+        return 0
+    if args.instructions:
+        from bench.instructions import measure
+
+        measure(args.out or RESULTS)
         return 0
     counts = SMOKE if args.smoke else Counts()
     overrides: dict[str, int] = {}
