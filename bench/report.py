@@ -77,8 +77,10 @@ def _git_commit() -> str | None:
         head = subprocess.run(
             [git, "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
         ).stdout.strip()
+        # The results being rewritten are not a change to what is measured.
         dirty = subprocess.run(
-            [git, "status", "--porcelain", "--untracked-files=no"],
+            [git, "status", "--porcelain", "--untracked-files=no", "--", ".",
+             ":(exclude)bench/results"],
             cwd=root, capture_output=True, text=True, timeout=10,
         ).stdout.strip()  # fmt: skip
     except (OSError, subprocess.SubprocessError):
