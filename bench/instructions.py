@@ -75,6 +75,16 @@ def _by_object(path: Path) -> Counter[str]:
         [_tool("callgrind_annotate"), "--threshold=100", str(path)],
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
+    path.unlink()
+    return parse_annotated(annotated)
+
+
+def parse_annotated(annotated: str) -> Counter[str]:
+    """Instructions by :data:`OBJECTS` label of ``callgrind_annotate`` output ("" = total).
+
+    Lines that name no shared object (callgrind_annotate omits it for some
+    inlined code) count in the total only.
+    """
     counts: Counter[str] = Counter()
     for line in annotated.splitlines():
         match = _LINE.match(line)
@@ -88,7 +98,6 @@ def _by_object(path: Path) -> Counter[str]:
             if needle in where:
                 counts[label] += value
                 break
-    path.unlink()
     return counts
 
 
