@@ -158,7 +158,9 @@ def freeze_startup_heap() -> None:
     Modules, the application, keys and Redis pools live as long as the process;
     without this every full collection walks them all again (tens of
     milliseconds each, about 25 µs per handshake under load, see
-    docs/performance.md). Objects allocated later are collected as usual.
+    docs/performance.md). Objects allocated later are collected as usual; a
+    start-up object that later becomes part of a garbage cycle (a replaced
+    keyset, say) is not freed, a bounded one-time cost.
     """
     gc.collect()
     gc.freeze()
