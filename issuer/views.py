@@ -174,15 +174,8 @@ def logout() -> BaseResponse:
 # --- tokens -------------------------------------------------------------------
 
 
-def _issue(
-    subject: str, *, sid: str | None, client: str, app: Flask | None = None
-) -> tuple[str, Claims]:
-    """Mint and record a token; count it in ``wsauth_issuer_tokens_issued_total{client}``.
-
-    ``app``: the app handling this request, when the caller already has it.
-    """
-    if app is None:
-        app = unproxied(current_app)
+def _issue(subject: str, *, sid: str | None, client: str, app: Flask) -> tuple[str, Claims]:
+    """Mint and record a token; count it in ``wsauth_issuer_tokens_issued_total{client}``."""
     started = time.perf_counter()
     token, claims = get_state(app).signer.issue(subject, sid=sid)
     get_metrics(app).issued_token(client, time.perf_counter() - started)
@@ -198,11 +191,9 @@ def _publish(sub: str, data: Any) -> int:
         get_metrics().redis("publish", time.perf_counter() - started)
 
 
-def _token_answer(
-    subject: str, *, client: str, sid: str | None = None, app: Flask | None = None
-) -> Response:
-    if app is None:
-        app = unproxied(current_app)
+def _token_answer(subject: str, *, client: str, app: Flask, sid: str | None = None) -> Response:
+    """The token answer; ``app`` is this request's app, looked up once by the view
+    (each ``current_app`` or ``get_state()`` is another context lookup)."""
     state = get_state(app)
     token, claims = _issue(subject, sid=sid, client=client, app=app)
     body = _TOKEN_JSON.encode(
@@ -216,11 +207,12 @@ def _token_answer(
 @bp.post("/ws-token")
 def ws_token() -> Response:
     """A token for the logged-in browser user (``sub`` = username, ``sid`` = session id)."""
-    state = get_state()
+    app = unproxied(current_app)
+    state = get_state(app)
     csrf.check_header_request(state.settings.allowed_origins)
     login = require_login(state.revoked)
-    limit_principal("user", login.user)
-    return _token_answer(login.user, sid=login.sid, client=BROWSER)
+    limit_principal("user", login.user, app=app)
+    return _token_answer(login.user, sid=login.sid, client=BROWSER, app=app)
 
 
 def _api_client(state: IssuerState | None = None) -> ApiClient:
@@ -242,7 +234,6 @@ def _api_client(state: IssuerState | None = None) -> ApiClient:
 @bp.post("/api/tokens")
 def api_tokens() -> Response:
     """A token for an API client (``sub`` = client id), HTTP Basic ``client_id:secret``."""
-    # The app once: each current_app (or get_state()) is another context lookup.
     app = unproxied(current_app)
     client_id = _api_client(get_state(app)).client_id
     limit_principal("client", client_id, app=app)
@@ -284,10 +275,10 @@ def ws_token_global() -> str:
             Guard the call with ``{% if user %}``.
         Unavailable: Redis could not record the token.
     """
-    state = get_state()
-    login = require_login(state.revoked)
-    limit_principal("user", login.user)
-    token, _claims = _issue(login.user, sid=login.sid, client=BROWSER)
+    app = unproxied(current_app)
+    login = require_login(get_state(app).revoked)
+    limit_principal("user", login.user, app=app)
+    token, _claims = _issue(login.user, sid=login.sid, client=BROWSER, app=app)
     return token
 
 
