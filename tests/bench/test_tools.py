@@ -47,7 +47,7 @@ Ir                    file:function
 def test_annotated_instructions_are_summed_by_shared_object() -> None:
     counts = parse_annotated(ANNOTATED)
     assert counts[""] == 3_000_000
-    assert counts["libsodium (Ed25519 verify)"] == 500_000
+    assert counts["libsodium (Ed25519)"] == 500_000
     assert counts["CPython interpreter and built-ins"] == 1_000_000
     assert counts["libc"] == 50_000
     assert counts["hiredis"] == 0
