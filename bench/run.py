@@ -4,7 +4,7 @@ python -m bench                 full run (a few minutes on 2 cores)
 python -m bench --smoke         tiny counts, seconds; results to a temp dir
 python -m bench --only gateway  one part: gateway, issuer, memory, redis, abuse
 python -m bench --profile       profile the wsauth gateway under load (py-spy)
-python -m bench --instructions  instructions per handshake under callgrind (valgrind)
+python -m bench --instructions  instructions per handshake and per token (callgrind)
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="results directory (default bench/results)")
     parser.add_argument("--profile", action="store_true", help="profile the wsauth gateway")
     parser.add_argument(
-        "--instructions", action="store_true", help="instructions per handshake (callgrind)"
+        "--instructions", action="store_true", help="instructions per request (callgrind)"
     )
     parser.add_argument("--rounds", type=int, help="gateway and issuer rounds")
     parser.add_argument("--handshakes", type=int, help="handshakes per gateway round")

@@ -14,7 +14,9 @@ benchmark sends to a file).
 
 After the upgrade every kind does the same small work as the gateway: one
 ``welcome`` text message and a registry entry, so that the differences
-measured are those of authentication.
+measured are those of authentication. Every kind freezes its start-up heap
+once it listens (``ws.server.freeze_startup_heap``), as ``wsauth gateway``
+does.
 """
 
 from __future__ import annotations
