@@ -280,7 +280,7 @@ ISSUER_KINDS = ("bare_flask", "issuer")
 _APPS = {"bare_flask": "bench.bare:create_app()", "issuer": "issuer:create_app()"}
 
 
-class _Gunicorn(ServerProcess):
+class Gunicorn(ServerProcess):
     """gunicorn, 2 sync workers; ready once both workers answer."""
 
     def __init__(self, kind: str, env: Environment, workers: int) -> None:
@@ -327,7 +327,7 @@ def issuer_benchmark(
 
     basic = base64.b64encode(f"{env.client_id}:{env.client_secret}".encode()).decode()
     runs: list[dict[str, Any]] = []
-    servers = {kind: _Gunicorn(kind, env, workers) for kind in ISSUER_KINDS}
+    servers = {kind: Gunicorn(kind, env, workers) for kind in ISSUER_KINDS}
     try:
         for server in servers.values():
             server.start()
