@@ -23,13 +23,18 @@ from flask import Flask, Response, g, request
 from werkzeug.local import LocalProxy
 
 from issuer.metrics import get_metrics
-from shared.logs import REQUEST_ID_HEADER, current_request_id, event_fields, request_id_from
+from shared.logs import (
+    REQUEST_ID_HEADER,
+    current_request_id,
+    event_fields,
+    printable,
+    request_id_from,
+)
 
 __all__ = ["install", "note_reason", "unproxied"]
 
 log = logging.getLogger("wsauth.issuer.access")
 
-_MAX_LOGGED_PATH = 200
 _ENVIRON_REQUEST_ID = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")
 
 T = TypeVar("T")
@@ -88,7 +93,7 @@ def _finish(response: Response) -> Response:
         return response
     started = access.started
     duration_ms = round(1000.0 * (time.perf_counter() - started), 1) if started else 0.0
-    path = _printable(this.path)
+    path = printable(this.path)
     method = this.method
     ip = this.remote_addr
     log.log(
@@ -129,10 +134,3 @@ def install(app: Flask) -> None:
     app.before_request(_begin)
     app.after_request(_finish)
     app.teardown_request(_reset)
-
-
-def _printable(text: str) -> str:
-    if len(text) <= _MAX_LOGGED_PATH and text.isprintable():
-        return text
-    cleaned = "".join(ch if ch.isprintable() else "?" for ch in text[:_MAX_LOGGED_PATH])
-    return cleaned + ("..." if len(text) > _MAX_LOGGED_PATH else "")

@@ -49,11 +49,13 @@ __all__ = [
     "current_request_id",
     "default_format",
     "event_fields",
+    "printable",
     "redact",
     "request_id_from",
 ]
 
 LOG_FORMATS = ("json", "text")
+MAX_PRINTABLE = 200
 REQUEST_ID_HEADER = "X-Request-ID"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
@@ -88,6 +90,14 @@ def event_fields(
     if request_id is not None:
         extra[_RID] = request_id
     return extra
+
+
+def printable(text: str) -> str:
+    """Client-controlled text made safe for one log line (no control characters, bounded)."""
+    if len(text) <= MAX_PRINTABLE and text.isprintable():
+        return text
+    cleaned = "".join(ch if ch.isprintable() else "?" for ch in text[:MAX_PRINTABLE])
+    return cleaned + ("..." if len(text) > MAX_PRINTABLE else "")
 
 
 def redact(text: str) -> str:

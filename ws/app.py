@@ -47,7 +47,13 @@ import tornado.websocket
 
 from shared.config import Settings
 from shared.errors import ConfigError, InvalidToken, RateLimited, TokenMissing, WsAuthError
-from shared.logs import REQUEST_ID_HEADER, current_request_id, event_fields, request_id_from
+from shared.logs import (
+    REQUEST_ID_HEADER,
+    current_request_id,
+    event_fields,
+    printable,
+    request_id_from,
+)
 from shared.replay import AsyncReplayGuard, async_client
 from shared.tokens import Claims
 from ws.gateway import Admission, Gateway, HandshakeRequest
@@ -62,7 +68,6 @@ log = logging.getLogger("wsauth.gateway")
 MAX_HEADER_SIZE = 16 * 1024
 MAX_BODY_SIZE = 16 * 1024
 BODY_TIMEOUT = 10.0
-_MAX_LOGGED_PATH = 200
 
 
 class GatewayApplication(tornado.web.Application):
@@ -120,7 +125,7 @@ class _JsonHandler(tornado.web.RequestHandler):
         self.finish(json.dumps({"error": code}))
 
     def _request_summary(self) -> str:
-        return f"{self.request.method} {_printable(self.request.path)} ({self.request.remote_ip})"
+        return f"{self.request.method} {printable(self.request.path)} ({self.request.remote_ip})"
 
     def log_exception(
         self,
@@ -331,7 +336,7 @@ def access_log(handler: tornado.web.RequestHandler) -> None:
     detail = getattr(handler, "wsauth_detail", None)
     admission = getattr(handler, "admission", None)
     level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
-    path = _printable(request.path)
+    path = printable(request.path)
     duration_ms = round(1000.0 * request.request_time(), 1)
     fields: dict[str, Any] = {
         "method": request.method,
@@ -344,7 +349,7 @@ def access_log(handler: tornado.web.RequestHandler) -> None:
     if reason:
         parts.append(f"reason={reason}")
     if detail:
-        fields["detail"] = _printable(detail)
+        fields["detail"] = printable(detail)
         parts.append(f"detail={fields['detail']!r}")
     if admission is not None and status == 101:
         fields["source"] = admission.source
@@ -383,12 +388,6 @@ def install_log_redaction() -> None:
     logger = logging.getLogger("tornado.general")
     if not any(isinstance(known, RedactMalformedRequests) for known in logger.filters):
         logger.addFilter(RedactMalformedRequests())
-
-
-def _printable(text: str) -> str:
-    """Client-controlled text made safe for one log line (no control characters, bounded)."""
-    cleaned = "".join(ch if ch.isprintable() else "?" for ch in text[:_MAX_LOGGED_PATH])
-    return cleaned + ("..." if len(text) > _MAX_LOGGED_PATH else "")
 
 
 def application_settings(settings: Settings) -> dict[str, Any]:
