@@ -23,7 +23,7 @@ RS256 go through PyJWT's algorithm objects.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
@@ -70,8 +70,17 @@ class InvalidKeyset(WsAuthError):
     code = "invalid_keyset"
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def b64url_bytes(data: bytes) -> bytes:
+    """Unpadded base64url (RFC 7515 §2) as ASCII bytes."""
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
+
+
 def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    """Unpadded base64url (RFC 7515 §2)."""
+    return b64url_bytes(data).decode("ascii")
 
 
 def thumbprint(jwk: Mapping[str, Any]) -> Kid:

@@ -43,7 +43,7 @@ from shared.errors import (
     WrongIssuer,
     WrongTokenType,
 )
-from shared.keyset import Keyset, Kid, SigningKey, b64url
+from shared.keyset import Keyset, Kid, SigningKey, b64url, b64url_bytes
 
 Jti = NewType("Jti", str)
 
@@ -141,7 +141,7 @@ def mint(
     if scope is not None:
         payload["scope"] = scope
     signing_input = _header_segment(key.alg, key.kid) + b"." + _segment(payload)
-    token = signing_input + b"." + _b64url_bytes(key.sign(signing_input))
+    token = signing_input + b"." + b64url_bytes(key.sign(signing_input))
     return token.decode("ascii"), claims
 
 
@@ -202,16 +202,10 @@ def verify(
 
 # json.dumps builds a new encoder at every call when given separators; this one is kept.
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
-
-
-def _b64url_bytes(data: bytes) -> bytes:
-    """:func:`shared.keyset.b64url` as ASCII bytes, without the round trip through str."""
-    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
 
 
 def _segment(value: dict[str, Any]) -> bytes:
-    return _b64url_bytes(_COMPACT_JSON.encode(value).encode())
+    return b64url_bytes(_COMPACT_JSON.encode(value).encode())
 
 
 @functools.lru_cache(maxsize=16)
