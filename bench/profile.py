@@ -117,17 +117,22 @@ class Target:
     other: str
     count: int
     concurrency: int
+    # True: gunicorn (2 sync workers, profiled with them) answering POST /api/tokens
+    # with 200; False: a bench.servers process answering handshakes with 101.
+    gunicorn: bool
 
 
-GATEWAY = Target("gateway", ("baseline", "wsauth"), "handshake", PARTS, OTHER, 6000, 50)
-ISSUER = Target("issuer", ("bare_flask", "issuer"), "request", ISSUER_PARTS, ISSUER_OTHER, 6000, 4)
+GATEWAY = Target("gateway", ("baseline", "wsauth"), "handshake", PARTS, OTHER, 6000, 50, False)
+ISSUER = Target(
+    "issuer", ("bare_flask", "issuer"), "request", ISSUER_PARTS, ISSUER_OTHER, 6000, 4, True
+)
 
 
 def _profile_kind(
     env: scenarios.Environment, target: Target, kind: str, raw_path: Path
 ) -> dict[str, Any]:
     """py-spy on one server of ``kind`` while it serves ``target.count`` requests."""
-    gunicorn = target is ISSUER
+    gunicorn = target.gunicorn
     if gunicorn:
         server: ServerProcess = scenarios.Gunicorn(kind, env, workers=2)
         basic = base64.b64encode(f"{env.client_id}:{env.client_secret}".encode()).decode()
@@ -209,9 +214,9 @@ def _markdown(target: Target, runs: dict[str, dict[str, Any]]) -> str:
     unit = target.unit
     budget = base["cpu_us"] / 0.80 - base["cpu_us"]
     how = (
-        "the benchmark client, raw sockets"
-        if target is GATEWAY
-        else "the benchmark client; gunicorn, 2 sync workers, py-spy on both"
+        "the benchmark client; gunicorn, 2 sync workers, py-spy on both"
+        if target.gunicorn
+        else "the benchmark client, raw sockets"
     )
     lines = [
         f"# Where the {target.name}'s CPU per {unit} goes",
