@@ -111,10 +111,9 @@ def client_bucket() -> str:
     return rate_key(client)
 
 
-def limit_principal(kind: str, name: str, *, app: Flask | None = None) -> None:
-    """Count a token for an authenticated principal (``kind`` ``user`` or ``client``).
-
-    ``app``: the app handling this request, when the caller already has it.
+def limit_principal(kind: str, name: str, *, app: Flask) -> None:
+    """Count a token for an authenticated principal (``kind`` ``user`` or ``client``) of
+    ``app``, the app handling this request (the views look it up once).
 
     Raises:
         RateLimited, Unavailable: see :meth:`IssuerLimits.check`.
