@@ -38,8 +38,8 @@ from typing import Any
 from bench.load import LoadResult, close_all, run_load, upgrade_request
 from bench.procs import ServerProcess, raise_fd_limit
 from bench.scenarios import HOST, SETTLE, TOKEN_TTL, Environment, wsauth_tokens
-from shared.keyset import b64url
-from shared.tokens import mint
+from wsauth.shared.core.keyset import b64url
+from wsauth.shared.core.tokens import mint
 
 ATTACKER = "198.51.100.66"
 LIMIT = "120/minute"

@@ -7,7 +7,7 @@ docs/performance.md. For numbers that do not move with the machine's load,
 run one under ``valgrind --tool=callgrind`` and compare instruction counts.
 
     ed25519   Ed25519 sign and verify: OpenSSL (cryptography) against libsodium (PyNaCl)
-    tokens    shared.tokens.mint and verify as the issuer and the gateway call them
+    tokens    wsauth.shared.core.tokens.mint and verify as the issuer and the gateway call them
     flask     the issuer's per-request Flask work: session open, security headers
 """
 
@@ -22,10 +22,10 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from flask import Flask, Response, jsonify, request
 from flask.sessions import SecureCookieSessionInterface
 
-from issuer.errors import security_headers
-from issuer.session import CookieSessionInterface
-from shared.keyset import Keyset, SigningKey
-from shared.tokens import mint, verify
+from wsauth.issuer.errors import security_headers
+from wsauth.issuer.session import CookieSessionInterface
+from wsauth.shared.core.keyset import Keyset, SigningKey
+from wsauth.shared.core.tokens import mint, verify
 
 SUBJECT = "c_0123456789abcdef"
 

@@ -34,8 +34,8 @@ from bench.procs import BenchError, ServerProcess
 # Tornado's handler as the signature check.
 PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Ed25519 signature check (libsodium via PyNaCl)", ("nacl/", "jwt/algorithms.py", "keyset.py")),
-    ("token parsing and claim checks (shared/tokens.py)", ("shared/tokens.py",)),
-    ("replay guard: pipelined GETDEL (redis-py)", ("shared/replay.py", "redis/")),
+    ("token parsing and claim checks (shared/core/tokens.py)", ("shared/core/tokens.py",)),
+    ("replay guard: pipelined GETDEL (redis-py)", ("shared/state/replay.py", "redis/")),
     ("request checks: origin, handshake headers, token source", ("ws/handshake.py",)),
     ("gateway glue (HandshakeRequest, keyset refresh, ...)", ("ws/gateway.py", "ws/keys.py")),
     ("access log line (logging)", ("logging/",)),
@@ -54,8 +54,8 @@ OTHER = "event loop, sockets and the rest"
 # The same for one token request of the issuer under gunicorn (sync workers).
 ISSUER_PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Ed25519 signature (libsodium via PyNaCl)", ("nacl/", "keyset.py")),
-    ("minting: claims, JSON, base64url, jti (shared/tokens.py)", ("shared/tokens.py",)),
-    ("recording the jti: SET NX EX (redis-py)", ("shared/replay.py", "redis/")),
+    ("minting: claims, JSON, base64url, jti (shared/core/tokens.py)", ("shared/core/tokens.py",)),
+    ("recording the jti: SET NX EX (redis-py)", ("shared/state/replay.py", "redis/")),
     (
         "client authentication (issuer/clients.py, issuer/files.py)",
         ("issuer/clients.py", "issuer/files.py"),

@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from shared.redis_server import find_redis_server
+from wsauth.shared.state.redis_server import find_redis_server
 
 PACKAGES = (
     "tornado", "redis", "hiredis", "PyJWT", "cryptography", "Flask", "Werkzeug", "gunicorn",

@@ -25,13 +25,13 @@ import redis
 from bench.load import LoadResult, close_all, post_request, run_load, upgrade_request
 from bench.procs import BenchError, ServerProcess, cpu_seconds, python_command, raise_fd_limit
 from bench.servers import KINDS, TICKET_PREFIX
-from issuer.clients import ClientStore
-from shared.config import Settings, load_settings
-from shared.keyset import SigningKey
-from shared.keystore import KeyStore
-from shared.redis_server import EmbeddedRedis, free_port
-from shared.replay import ReplayGuard, jti_key, sync_client
-from shared.tokens import mint, new_jti
+from wsauth.issuer.clients import ClientStore
+from wsauth.shared.core.config import Settings, load_settings
+from wsauth.shared.core.keyset import SigningKey
+from wsauth.shared.core.tokens import mint, new_jti
+from wsauth.shared.state.redis_server import EmbeddedRedis, free_port
+from wsauth.shared.state.replay import ReplayGuard, jti_key, sync_client
+from wsauth.shared.store.keystore import KeyStore
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -96,7 +96,7 @@ def environment() -> Iterator[Environment]:
 
 
 def wsauth_tokens(env: Environment, count: int) -> list[str]:
-    """Tokens minted with ``shared.tokens.mint`` and recorded with ``ReplayGuard``."""
+    """Tokens minted with ``wsauth.shared.core.tokens.mint`` and recorded with ``ReplayGuard``."""
     tokens = []
     now = int(time.time())
     for index in range(count):
@@ -277,7 +277,7 @@ def _median(values: Any) -> float | None:
 # --- issuer -----------------------------------------------------------------------------
 
 ISSUER_KINDS = ("bare_flask", "issuer")
-_APPS = {"bare_flask": "bench.bare:create_app()", "issuer": "issuer:create_app()"}
+_APPS = {"bare_flask": "bench.bare:create_app()", "issuer": "wsauth.issuer:create_app()"}
 
 
 class Gunicorn(ServerProcess):
@@ -322,7 +322,7 @@ def issuer_benchmark(
     workers: int,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
-    """``issuer:create_app()`` against a bare Flask endpoint under one gunicorn setup."""
+    """``wsauth.issuer:create_app()`` against a bare Flask endpoint under one gunicorn setup."""
     import base64
 
     basic = base64.b64encode(f"{env.client_id}:{env.client_secret}".encode()).decode()

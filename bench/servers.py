@@ -10,12 +10,12 @@ benchmark sends to a file).
 ``ticket``    the opaque-ticket design: ``Authorization: Bearer <ticket>``,
               ``GET {prefix}ticket:<ticket>`` (redis.asyncio), JSON
               ``{"sub", "exp"}``, time check
-``wsauth``    the real gateway: ``ws.server.GatewayServer`` (``ws.make_app``)
+``wsauth``    the real gateway: ``wsauth.ws.server.GatewayServer`` (``wsauth.ws.make_app``)
 
 After the upgrade every kind does the same small work as the gateway: one
 ``welcome`` text message and a registry entry, so that the differences
 measured are those of authentication. Every kind freezes its start-up heap
-once it listens (``ws.server.freeze_startup_heap``), as ``wsauth gateway``
+once it listens (``wsauth.ws.server.freeze_startup_heap``), as ``wsauth gateway``
 does.
 """
 
@@ -38,10 +38,10 @@ import tornado.web
 import tornado.websocket
 
 from bench.procs import raise_fd_limit
-from shared.config import Settings, load_settings
-from shared.replay import async_client
-from ws.app import application_settings, server_options
-from ws.server import GatewayServer, freeze_startup_heap
+from wsauth.shared.core.config import Settings, load_settings
+from wsauth.shared.state.replay import async_client
+from wsauth.ws.app import application_settings, server_options
+from wsauth.ws.server import GatewayServer, freeze_startup_heap
 
 KINDS = ("baseline", "ticket", "wsauth")
 TICKET_PREFIX = "ticket:"
@@ -128,7 +128,7 @@ async def serve(kind: str, settings: Settings) -> None:
         port = int(sockets[0].getsockname()[1])
         http = tornado.httpserver.HTTPServer(app, **server_options(settings))
         http.add_sockets(sockets)
-    # As `wsauth gateway` does (ws.server.serve), and for every kind alike.
+    # As `wsauth gateway` does (wsauth.ws.server.serve), and for every kind alike.
     freeze_startup_heap()
     print(f"READY {port}", flush=True)
     await stop.wait()

@@ -1,6 +1,6 @@
 """Call a Flask app's ``POST /api/tokens`` in process, N times: the issuer's work without sockets.
 
-``python -m bench.wsgi_calls issuer|bare_flask N`` builds ``issuer:create_app()``
+``python -m bench.wsgi_calls issuer|bare_flask N`` builds ``wsauth.issuer:create_app()``
 (settings from the ``WSAUTH_*`` environment, a real Redis) or
 ``bench.bare:create_app()`` and calls it as a WSGI server would, with the
 HTTP Basic credentials of ``WSAUTH_BENCH_BASIC``; every answer must be 200.
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     if kind not in KINDS:
         raise SystemExit(f"kind must be one of {KINDS}")
     if kind == "issuer":
-        from issuer import create_app
+        from wsauth.issuer import create_app
     else:
         from bench.bare import create_app
     app = create_app()

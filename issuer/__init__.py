@@ -2,35 +2,40 @@
 
 Build it with the factory::
 
-    from issuer import create_app
+    from wsauth.issuer import create_app
     app = create_app()                                  # settings from WSAUTH_* variables
     app = create_app({"secret_key": "...", ...})        # tests: a mapping of settings
-    app = create_app(settings)                          # a shared.config.Settings
+    app = create_app(settings)                          # a wsauth.shared.core.config.Settings
 
 In production run it under a WSGI server, e.g.
-``gunicorn -w 2 -b 127.0.0.1:8000 'issuer:create_app()'``; ``wsauth issuer``
+``gunicorn -w 2 -b 127.0.0.1:8000 'wsauth.issuer:create_app()'``; ``wsauth issuer``
 runs it with werkzeug's threaded server.
 
 Nothing reads the environment at import time. The session cookie is Flask's
 signed cookie: ``HttpOnly``, ``SameSite=Lax``, ``Secure`` as
 ``WSAUTH_COOKIE_SECURE`` says (named ``__Host-wsauth_session`` when secure),
-with an absolute lifetime of 8 hours from login (:mod:`issuer.login`).
+with an absolute lifetime of 8 hours from login (:mod:`wsauth.issuer.login`).
 """
 
 from __future__ import annotations
+
+if __name__ != "wsauth.issuer":  # one module, one name: never importable as top-level `issuer`
+    raise ImportError(
+        f"import wsauth.issuer, not {__name__}: wsauth installs one package, `wsauth`"
+    )
 
 from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
 
-from issuer import access, errors, metrics, ratelimit, views
-from issuer.login import SESSION_LIFETIME
-from issuer.session import CookieSessionInterface
-from issuer.state import EXTENSION, IssuerState
-from shared.config import Settings, load_settings
-from shared.errors import ConfigError
-from shared.logs import configure as configure_logging
+from wsauth.issuer import access, errors, metrics, ratelimit, views
+from wsauth.issuer.login import SESSION_LIFETIME
+from wsauth.issuer.session import CookieSessionInterface
+from wsauth.issuer.state import EXTENSION, IssuerState
+from wsauth.shared.core.config import Settings, load_settings
+from wsauth.shared.core.errors import ConfigError
+from wsauth.shared.logs import configure as configure_logging
 
 __all__ = ["create_app"]
 

@@ -2,14 +2,14 @@
 
 Every request gets a request id: its ``X-Request-ID`` header when that is
 harmless (``[A-Za-z0-9._-]{1,64}``), else a fresh one
-(:func:`shared.logs.request_id_from`). Every log line written while the
+(:func:`wsauth.shared.logs.request_id_from`). Every log line written while the
 request is handled carries it (``request_id``), and the answer echoes it in
 ``X-Request-ID``.
 
 When the answer is ready, one line goes to the logger ``wsauth.issuer.access``
 (event ``request``): method, path (never the query string), status,
 duration, client address, endpoint and, for a refusal, the reason code as a
-field (the refusal line of :mod:`issuer.errors` has it in its text). The
+field (the refusal line of :mod:`wsauth.issuer.errors` has it in its text). The
 answer is also counted in ``wsauth_issuer_http_requests_total``.
 """
 
@@ -22,8 +22,8 @@ from typing import TypeVar, cast
 from flask import Flask, Response, g, request
 from werkzeug.local import LocalProxy
 
-from issuer.metrics import get_metrics
-from shared.logs import (
+from wsauth.issuer.metrics import get_metrics
+from wsauth.shared.logs import (
     REQUEST_ID_HEADER,
     current_request_id,
     event_fields,

@@ -4,7 +4,7 @@
 fine on loopback and for ``wsauth dev``. In production run the same app
 under a real WSGI server, e.g.::
 
-    gunicorn -w 2 -b 127.0.0.1:8000 'issuer:create_app()'
+    gunicorn -w 2 -b 127.0.0.1:8000 'wsauth.issuer:create_app()'
 
 with the settings in ``WSAUTH_*`` variables. Every worker reads the key
 store and the client file itself and follows their changes, so workers
@@ -21,13 +21,13 @@ from types import FrameType
 import click
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from issuer import create_app
-from issuer.clients import PUSH, ClientStore, ClientStoreError
-from issuer.state import get_state
-from issuer.users import UserStore
-from shared.cli import echo_json, fail, load_cli_settings, settings_options
-from shared.logs import configure as configure_logging
-from shared.logs import default_format
+from wsauth.issuer import create_app
+from wsauth.issuer.clients import PUSH, ClientStore, ClientStoreError
+from wsauth.issuer.state import get_state
+from wsauth.issuer.users import UserStore
+from wsauth.shared.cli.main import echo_json, fail, load_cli_settings, settings_options
+from wsauth.shared.logs import configure as configure_logging
+from wsauth.shared.logs import default_format
 
 DEMO_USERS = ("alice", "bob")
 
@@ -36,7 +36,7 @@ _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.
 
 class QuietRequestHandler(WSGIRequestHandler):
     """werkzeug's request line holds the whole URI, query string included; the app writes
-    its own access line (:mod:`issuer.access`). Errors of the server are still logged."""
+    its own access line (:mod:`wsauth.issuer.access`). Errors of the server are still logged."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         return
@@ -56,7 +56,7 @@ class QuietRequestHandler(WSGIRequestHandler):
 def issuer(host: str, port: int, demo: bool) -> None:
     """Run the token issuer (login, /ws-token, /api/tokens, JWKS, demo page).
 
-    Production: gunicorn -w 2 -b 127.0.0.1:8000 'issuer:create_app()'.
+    Production: gunicorn -w 2 -b 127.0.0.1:8000 'wsauth.issuer:create_app()'.
     """
     settings = load_cli_settings()
     configure_logging(settings.log_format or default_format())

@@ -18,7 +18,7 @@ milliseconds of CPU — a denial-of-service lever — for no security gain.
 
 Comparison uses :func:`hmac.compare_digest`, and an unknown client id is
 still compared against a dummy digest, so timing does not reveal which ids
-exist. The file is written atomically with mode 0600 (:mod:`issuer.files`).
+exist. The file is written atomically with mode 0600 (:mod:`wsauth.issuer.files`).
 
 Permissions: every client may get tokens. ``"permissions": ["push"]``
 (``wsauth clients add NAME --allow-push``) also lets it publish to any user
@@ -42,8 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from issuer.files import WatchedFile, dumps, locked, read_json, write_atomic
-from shared.errors import WsAuthError
+from wsauth.issuer.files import WatchedFile, dumps, locked, read_json, write_atomic
+from wsauth.shared.core.errors import WsAuthError
 
 CLIENT_ID = re.compile(r"c_[0-9a-f]{16}")
 MAX_NAME = 128

@@ -15,7 +15,7 @@ Three independent checks, used per endpoint:
   ``Sec-Fetch-Site: cross-site`` is refused by every cookie endpoint.
   Requests without these headers (non-browser clients) pass this check.
 
-Every refusal is :class:`~shared.errors.CsrfRejected` (403, ``csrf_rejected``).
+Every refusal is :class:`~wsauth.shared.core.errors.CsrfRejected` (403, ``csrf_rejected``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from collections.abc import Collection
 
 from flask import request, session
 
-from shared.errors import CsrfRejected
+from wsauth.shared.core.errors import CsrfRejected
 
 CSRF_HEADER = "X-WSAuth-CSRF"
 CSRF_HEADER_VALUE = "1"

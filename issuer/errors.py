@@ -1,6 +1,6 @@
 """Translate failures at the edge: the reason code to the client, the detail to the log.
 
-- :class:`~shared.errors.WsAuthError` → ``{"error": err.code}`` with
+- :class:`~wsauth.shared.core.errors.WsAuthError` → ``{"error": err.code}`` with
   ``err.status``, and one log line with the reason code and the detail
   (details never hold a token, secret, password or Authorization header).
   An error whose context has a ``challenge`` adds ``WWW-Authenticate``.
@@ -20,10 +20,10 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
-from issuer.access import note_reason
-from issuer.metrics import get_metrics
-from shared.errors import WsAuthError
-from shared.logs import event_fields
+from wsauth.issuer.access import note_reason
+from wsauth.issuer.metrics import get_metrics
+from wsauth.shared.core.errors import WsAuthError
+from wsauth.shared.logs import event_fields
 
 log = logging.getLogger("wsauth.issuer")
 

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from shared.files import dumps, write_atomic
+from wsauth.shared.store.files import dumps, write_atomic
 
 __all__ = ["WatchedFile", "dumps", "fingerprint", "locked", "read_json", "write_atomic"]
 

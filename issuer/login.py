@@ -6,7 +6,7 @@ token minted from this session, so the gateway can close that session's
 sockets), the login time, and the CSRF token of the forms.
 
 A signed cookie stays valid until it expires, even after logout, if someone
-kept a copy. So logout revokes the session (:func:`shared.sessions.revoke_session`):
+kept a copy. So logout revokes the session (:func:`wsauth.shared.state.sessions.revoke_session`):
 it records the sid as revoked in Redis (``{prefix}revoked_sid:{sid}``, TTL =
 the session lifetime, after which the cookie is refused anyway) so that a
 copied cookie cannot mint tokens after logout, deletes the session's unused
@@ -25,8 +25,13 @@ from datetime import timedelta
 import redis
 from flask import session
 
-from shared.errors import NotAuthenticated
-from shared.sessions import REVOCATION_TTL, Revocation, revoke_session, session_is_revoked
+from wsauth.shared.core.errors import NotAuthenticated
+from wsauth.shared.state.sessions import (
+    REVOCATION_TTL,
+    Revocation,
+    revoke_session,
+    session_is_revoked,
+)
 
 SESSION_LIFETIME = timedelta(seconds=REVOCATION_TTL)
 

@@ -12,7 +12,7 @@
   ``wsauth_issuer_signing_key_info{kid,alg}``, ``wsauth_issuer_keys{state}``
 
 The registry is the app's own (``app.extensions["wsauth.metrics"]``), see
-:mod:`shared.metrics` for several worker processes.
+:mod:`wsauth.shared.metrics` for several worker processes.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from shared.errors import KeyStoreError
-from shared.keystore import KeyState, KeyStore, current_of
-from shared.metrics import REDIS_BUCKETS, render
+from wsauth.shared.core.errors import KeyStoreError
+from wsauth.shared.metrics import REDIS_BUCKETS, render
+from wsauth.shared.store.keystore import KeyState, KeyStore, current_of
 
 __all__ = ["EXTENSION", "IssuerMetrics", "get_metrics", "install"]
 

@@ -43,11 +43,11 @@ from flask_limiter import Limiter, RateLimitExceeded
 from limits import RateLimitItem, parse_many
 from limits.errors import StorageError
 
-from issuer import errors
-from shared.config import Settings
-from shared.errors import RateLimited, Unavailable
-from shared.proxies import client_address, rate_key
-from shared.redis_conn import limits_storage_uri, parse_redis_url
+from wsauth.issuer import errors
+from wsauth.shared.core.config import Settings
+from wsauth.shared.core.errors import RateLimited, Unavailable
+from wsauth.shared.core.proxies import client_address, rate_key
+from wsauth.shared.state.redis_conn import limits_storage_uri, parse_redis_url
 
 __all__ = ["EXTENSION", "install", "limit_login_name", "limit_principal"]
 

@@ -6,9 +6,9 @@ restart: every call does one ``os.stat`` of ``keyset.json`` and reloads only
 when ``(st_ino, st_mtime_ns, st_size)`` changed (the key store replaces the
 file by rename, so a change always shows).
 
-:meth:`Signer.issue` mints with :func:`shared.tokens.mint` and then records
-the jti in Redis with :class:`shared.replay.ReplayGuard` and, for a token of
-a browser session, in the session's index (:class:`shared.sessions.SessionTokens`)
+:meth:`Signer.issue` mints with :func:`wsauth.shared.core.tokens.mint` and then records
+the jti in Redis with :class:`wsauth.shared.state.replay.ReplayGuard` and, for a token of
+a browser session, in the session's index (:class:`wsauth.shared.state.sessions.SessionTokens`)
 so that logout can delete it unused. If recording fails, the token is
 dropped: a token is only ever handed out after its jti is stored, otherwise
 the gateway would refuse it anyway (fail closed).
@@ -22,14 +22,14 @@ from pathlib import Path
 
 import redis
 
-from issuer.files import WatchedFile
-from shared.config import Settings
-from shared.errors import KeyStoreError, NoSigningKey
-from shared.keyset import SigningKey
-from shared.keystore import KeyStore
-from shared.replay import ReplayGuard, sync_client
-from shared.sessions import SessionTokens
-from shared.tokens import Claims, mint
+from wsauth.issuer.files import WatchedFile
+from wsauth.shared.core.config import Settings
+from wsauth.shared.core.errors import KeyStoreError, NoSigningKey
+from wsauth.shared.core.keyset import SigningKey
+from wsauth.shared.core.tokens import Claims, mint
+from wsauth.shared.state.replay import ReplayGuard, sync_client
+from wsauth.shared.state.sessions import SessionTokens
+from wsauth.shared.store.keystore import KeyStore
 
 log = logging.getLogger("wsauth.issuer")
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from flask import Flask, current_app
 
-from issuer.clients import ClientStore
-from issuer.files import WatchedFile
-from issuer.login import RevokedSessions
-from issuer.signer import Signer
-from issuer.users import UserStore
-from shared.config import Settings
+from wsauth.issuer.clients import ClientStore
+from wsauth.issuer.files import WatchedFile
+from wsauth.issuer.login import RevokedSessions
+from wsauth.issuer.signer import Signer
+from wsauth.issuer.users import UserStore
+from wsauth.shared.core.config import Settings
 
 EXTENSION = "wsauth.issuer"
 

@@ -7,14 +7,14 @@ page work out of the box. It is still built as a production store would be:
 - passwords are hashed with werkzeug's scrypt (memory-hard, salted);
 - a check always costs one scrypt hash: an unknown username is checked
   against a dummy hash, so response time does not tell which names exist;
-- the file is written atomically with mode 0600 under a lock (:mod:`issuer.files`).
+- the file is written atomically with mode 0600 under a lock (:mod:`wsauth.issuer.files`).
 
 File format::
 
     {"version": 1, "users": {"alice": {"password_hash": "scrypt:...", "created": 1700000000}}}
 
 Usernames become the token's ``sub``. They may not look like an API client
-id (``c_`` + 16 hex digits, :mod:`issuer.clients`), so a user can never
+id (``c_`` + 16 hex digits, :mod:`wsauth.issuer.clients`), so a user can never
 receive a client's messages on the gateway, or the other way round.
 """
 
@@ -29,8 +29,8 @@ from typing import Any
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from issuer.files import WatchedFile, dumps, locked, read_json, write_atomic
-from shared.errors import WsAuthError
+from wsauth.issuer.files import WatchedFile, dumps, locked, read_json, write_atomic
+from wsauth.shared.core.errors import WsAuthError
 
 USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 _CLIENT_ID_LIKE = re.compile(r"c_[0-9a-f]{16}")

@@ -16,11 +16,11 @@ path                    method  what
 ``/.well-known/jwks.json`` GET  the public keys
 ``/healthz``            GET     liveness: the process answers
 ``/readyz``             GET     readiness: Redis and signing key status
-``/metrics``            GET     Prometheus metrics (:mod:`issuer.metrics`)
+``/metrics``            GET     Prometheus metrics (:mod:`wsauth.issuer.metrics`)
 ======================  ======  ==================================================
 
 A token answer is ``{"token", "expires_in", "url"}`` with ``Cache-Control:
-no-store``. Refusals are ``{"error": <code>}`` (:mod:`issuer.errors`).
+no-store``. Refusals are ``{"error": <code>}`` (:mod:`wsauth.issuer.errors`).
 """
 
 from __future__ import annotations
@@ -46,17 +46,23 @@ from flask import (
 )
 from werkzeug.wrappers import Response as BaseResponse
 
-from issuer import csrf
-from issuer.access import note_reason, unproxied
-from issuer.clients import PUSH, ApiClient
-from issuer.login import current_login, log_in, log_out, require_login
-from issuer.metrics import API, BROWSER, get_metrics
-from issuer.ratelimit import limit_login_name, limit_principal
-from issuer.state import IssuerState, get_state
-from shared.errors import BadRequest, CsrfRejected, Forbidden, NoSigningKey, NotAuthenticated
-from shared.events import MAX_EVENT_BYTES, publish_push
-from shared.logs import event_fields
-from shared.tokens import Claims
+from wsauth.issuer import csrf
+from wsauth.issuer.access import note_reason, unproxied
+from wsauth.issuer.clients import PUSH, ApiClient
+from wsauth.issuer.login import current_login, log_in, log_out, require_login
+from wsauth.issuer.metrics import API, BROWSER, get_metrics
+from wsauth.issuer.ratelimit import limit_login_name, limit_principal
+from wsauth.issuer.state import IssuerState, get_state
+from wsauth.shared.core.errors import (
+    BadRequest,
+    CsrfRejected,
+    Forbidden,
+    NoSigningKey,
+    NotAuthenticated,
+)
+from wsauth.shared.core.tokens import Claims
+from wsauth.shared.logs import event_fields
+from wsauth.shared.state.events import MAX_EVENT_BYTES, publish_push
 
 log = logging.getLogger("wsauth.issuer")
 

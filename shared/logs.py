@@ -26,7 +26,7 @@ replace anything shaped like a JWS (``eyJ...``, the base64url of ``{"``) with
 
 :func:`configure` installs the one handler of the root logger (stderr) and is
 called by ``wsauth issuer``, ``wsauth gateway`` and, when
-``WSAUTH_LOG_FORMAT`` is set, by ``issuer.create_app`` (gunicorn).
+``WSAUTH_LOG_FORMAT`` is set, by ``wsauth.issuer.create_app`` (gunicorn).
 """
 
 from __future__ import annotations

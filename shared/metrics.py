@@ -1,5 +1,5 @@
 """Prometheus plumbing both services share (``prometheus-client``); the metrics themselves
-are in :mod:`issuer.metrics` and :mod:`ws.metrics`.
+are in :mod:`wsauth.issuer.metrics` and :mod:`wsauth.ws.metrics`.
 
 Each application owns a :class:`~prometheus_client.CollectorRegistry` (never
 the process-global one), so several apps in one process — the tests — do not

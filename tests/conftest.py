@@ -1,6 +1,6 @@
 """Fixtures every test directory shares: a real Redis server, a key store, settings.
 
-The Redis server is a real ``redis-server`` process (``shared.redis_server``),
+The Redis server is a real ``redis-server`` process (``wsauth.shared.state.redis_server``),
 started once per session on a free loopback port and stopped by its PID at
 the end. Each test starts with an empty database.
 """
@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import redis
 
-from shared.config import Settings, load_settings
-from shared.keystore import KeyStore
-from shared.redis_server import EmbeddedRedis
+from wsauth.shared.core.config import Settings, load_settings
+from wsauth.shared.state.redis_server import EmbeddedRedis
+from wsauth.shared.store.keystore import KeyStore
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 

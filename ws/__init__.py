@@ -12,6 +12,10 @@ Modules::
     cli.py         `wsauth gateway` and `wsauth connect`
 """
 
-from ws.app import make_app
+if __name__ != "wsauth.ws":  # one module, one name: never importable as top-level `ws`
+    raise ImportError(f"import wsauth.ws, not {__name__}: wsauth installs one package, `wsauth`")
+
+
+from wsauth.ws.app import make_app
 
 __all__ = ["make_app"]

@@ -1,6 +1,6 @@
 """The Tornado application of the gateway: ``GET /ws``, ``/healthz``, ``/readyz``, ``/metrics``.
 
-The handlers are thin adapters around :class:`ws.gateway.Gateway`:
+The handlers are thin adapters around :class:`wsauth.ws.gateway.Gateway`:
 :class:`GatewaySocket` authenticates *before* the upgrade by overriding
 ``get()``: a refused request gets an HTTP answer (``{"error": code}``, JSON)
 and no upgrade; an accepted one goes on to Tornado's own upgrade.
@@ -12,22 +12,22 @@ from the client are ignored (they only count as signs of life): the channel
 carries messages from backends to users; anything larger than
 ``max_message_size`` closes the connection (1009). The other close codes —
 4001 revoked, 4002 reauthenticate (``max_connection_age``), 4003 idle, 1001
-shutdown, 1011 internal error — are in :mod:`ws.lifetime`.
+shutdown, 1011 internal error — are in :mod:`wsauth.ws.lifetime`.
 
 An application built by :func:`make_app` must be started on its loop with
 ``await app.gateway.start()`` (pub/sub and heartbeats) and stopped with
-``await app.gateway.close()``; :class:`ws.server.GatewayServer` does both.
+``await app.gateway.close()``; :class:`wsauth.ws.server.GatewayServer` does both.
 
 Logging (logger ``wsauth.gateway``): one line per request (event
 ``request``) with method, path (never the query string), status, duration,
 client IP, request id and, for a refusal, ``reason=<code>``. No line ever
 holds a token: Tornado's own request summary (which prints the URI) is
 replaced. Every answer carries ``X-Request-ID``: the request's own when it is
-harmless (:func:`shared.logs.request_id_from`), else a fresh one.
+harmless (:func:`wsauth.shared.logs.request_id_from`), else a fresh one.
 
 ``/healthz`` is liveness (the process works), ``/readyz`` readiness (Redis,
 keys, events subscription), ``/metrics`` the Prometheus metrics of
-:mod:`ws.metrics` — restrict it to the scraper at the proxy.
+:mod:`wsauth.ws.metrics` — restrict it to the scraper at the proxy.
 """
 
 from __future__ import annotations
@@ -45,23 +45,29 @@ import tornado.ioloop
 import tornado.web
 import tornado.websocket
 
-from shared.config import Settings
-from shared.errors import ConfigError, InvalidToken, RateLimited, TokenMissing, WsAuthError
-from shared.logs import (
+from wsauth.shared.core.config import Settings
+from wsauth.shared.core.errors import (
+    ConfigError,
+    InvalidToken,
+    RateLimited,
+    TokenMissing,
+    WsAuthError,
+)
+from wsauth.shared.core.tokens import Claims
+from wsauth.shared.logs import (
     REQUEST_ID_HEADER,
     current_request_id,
     event_fields,
     printable,
     request_id_from,
 )
-from shared.replay import AsyncReplayGuard, async_client
-from shared.tokens import Claims
-from ws.gateway import Admission, Gateway, HandshakeRequest
-from ws.handshake import QUERY_PARAMETER, check_origin, select_subprotocol
-from ws.jwks_url import MIN_INTERVAL, UrlKeysetSource
-from ws.keys import FileKeysetSource, KeysetSource
-from ws.lifetime import INTERNAL_ERROR, REASONS, REAUTHENTICATE, Liveness, max_age_delay
-from ws.registry import ConnectionRegistry
+from wsauth.shared.state.replay import AsyncReplayGuard, async_client
+from wsauth.ws.gateway import Admission, Gateway, HandshakeRequest
+from wsauth.ws.handshake import QUERY_PARAMETER, check_origin, select_subprotocol
+from wsauth.ws.jwks_url import MIN_INTERVAL, UrlKeysetSource
+from wsauth.ws.keys import FileKeysetSource, KeysetSource
+from wsauth.ws.lifetime import INTERNAL_ERROR, REASONS, REAUTHENTICATE, Liveness, max_age_delay
+from wsauth.ws.registry import ConnectionRegistry
 
 log = logging.getLogger("wsauth.gateway")
 
@@ -394,7 +400,7 @@ def application_settings(settings: Settings) -> dict[str, Any]:
     """Tornado application settings that follow from wsauth settings."""
     return {
         "websocket_max_message_size": settings.max_message_size,
-        # Heartbeats are the gateway's own sweep (ws.lifetime): Tornado's would
+        # Heartbeats are the gateway's own sweep (wsauth.ws.lifetime): Tornado's would
         # close a silent connection with 1000 instead of 4003.
         "websocket_ping_interval": None,
         "log_function": access_log,
@@ -428,7 +434,7 @@ def make_app(
         ConfigError: ``keyset_source`` trusts keys for an issuer other than ``settings.issuer``.
     """
     # Keys come from WSAUTH_JWKS_URL when set (fetched in the background, see
-    # ws.jwks_url), else from {keys dir}/jwks.json. Either way the keys are
+    # wsauth.ws.jwks_url), else from {keys dir}/jwks.json. Either way the keys are
     # trusted for settings.issuer only: verify() requires iss == settings.issuer.
     if keyset_source is None:
         if settings.jwks_url:

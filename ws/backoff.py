@@ -1,7 +1,7 @@
 """Exponential backoff with full jitter, capped: how long to wait before retry ``attempt``.
 
-Used by the gateway's pub/sub subscription (:mod:`ws.fanout`) and the Python
-client's reconnect loop (:mod:`ws.client`). Full jitter (a uniform draw from
+Used by the gateway's pub/sub subscription (:mod:`wsauth.ws.fanout`) and the Python
+client's reconnect loop (:mod:`wsauth.ws.client`). Full jitter (a uniform draw from
 ``[0, min(cap, base * 2**attempt)]``) spreads the retries of many clients
 that lost their connection at the same moment, e.g. when a gateway restarts.
 """

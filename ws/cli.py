@@ -8,12 +8,12 @@ import sys
 
 import click
 
-from shared.cli import fail, load_cli_settings, settings_options
-from shared.errors import WsAuthError
-from shared.logs import configure as configure_logging
-from shared.logs import default_format
-from ws.client import ReconnectingClient, Status
-from ws.server import run
+from wsauth.shared.cli.main import fail, load_cli_settings, settings_options
+from wsauth.shared.core.errors import WsAuthError
+from wsauth.shared.logs import configure as configure_logging
+from wsauth.shared.logs import default_format
+from wsauth.ws.client import ReconnectingClient, Status
+from wsauth.ws.server import run
 
 
 @click.command()

@@ -15,7 +15,7 @@ module does:
 - 4002 (reauthenticate): reconnect at once with a fresh token, no delay;
 - 1001, 1009, 1011, 4003, a lost connection, a 5xx/429 or an unreachable
   issuer or gateway: reconnect after exponential backoff with full jitter
-  (:class:`ws.backoff.Backoff`, capped), again with a fresh token;
+  (:class:`wsauth.ws.backoff.Backoff`, capped), again with a fresh token;
 - 4001 (revoked): stop — the iteration raises :class:`Revoked`;
 - the token endpoint answers 401 or 403 (credentials wrong or removed):
   stop — the iteration raises that :class:`ClientError`;
@@ -45,9 +45,9 @@ from urllib.parse import urlsplit
 import tornado.httpclient
 import tornado.websocket
 
-from shared.errors import WsAuthError
-from ws.backoff import Backoff
-from ws.lifetime import NORMAL, REAUTHENTICATE, REVOKED
+from wsauth.shared.core.errors import WsAuthError
+from wsauth.ws.backoff import Backoff
+from wsauth.ws.lifetime import NORMAL, REAUTHENTICATE, REVOKED
 
 DEFAULT_TIMEOUT = 10.0
 MAX_RESPONSE_BYTES = 64 * 1024

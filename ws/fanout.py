@@ -1,7 +1,7 @@
 """The gateway's one Redis pub/sub subscription: events in, handed to the gateway.
 
 One :class:`Fanout` per gateway process subscribes to ``{prefix}events``
-(:mod:`shared.events`) — never one subscription per connection — and calls
+(:mod:`wsauth.shared.state.events`) — never one subscription per connection — and calls
 ``handle(event)`` for each event; the gateway delivers it to its own
 connections (a user with no connection here: nothing happens).
 
@@ -25,10 +25,10 @@ from typing import Any
 
 import redis.asyncio
 
-from shared import redis_conn
-from shared.errors import WsAuthError
-from shared.events import Event, channel, decode
-from ws.backoff import Backoff
+from wsauth.shared.core.errors import WsAuthError
+from wsauth.shared.state import redis_conn
+from wsauth.shared.state.events import Event, channel, decode
+from wsauth.ws.backoff import Backoff
 
 log = logging.getLogger("wsauth.gateway")
 

@@ -2,11 +2,11 @@
 
 :meth:`Gateway.authenticate` is the whole admission decision of ``GET /ws``,
 with the request passed in as plain values (:class:`HandshakeRequest`), so the
-Tornado handler in :mod:`ws.app` only copies headers in and translates the
+Tornado handler in :mod:`wsauth.ws.app` only copies headers in and translates the
 outcome. The steps, in order; a request refused at one step never reaches the
 next, so a refused request leaves the token's ``jti`` in Redis::
 
-    0. client not blocked (local table)      429 rate_limited (ws.ratelimit)
+    0. client not blocked (local table)      429 rate_limited (wsauth.ws.ratelimit)
     1. Origin allowlist                      403 origin_not_allowed
     2. well-formed WebSocket handshake       400 bad_request
     3. exactly one token source              400 bad_request / multiple_tokens, 401 token_missing
@@ -15,8 +15,8 @@ next, so a refused request leaves the token's ``jti`` in Redis::
     6. GETDEL of the jti in Redis            401 token_replayed, 503 redis_unavailable
 
 After the upgrade the gateway owns the connection's lifetime (the close codes
-are in :mod:`ws.lifetime`): events from the one pub/sub subscription
-(:mod:`ws.fanout`) are delivered by :meth:`Gateway.dispatch` — a push to the
+are in :mod:`wsauth.ws.lifetime`): events from the one pub/sub subscription
+(:mod:`wsauth.ws.fanout`) are delivered by :meth:`Gateway.dispatch` — a push to the
 user's connections on this node, a revocation closes the matching ones with
 4001 — and one heartbeat sweep per node pings silent connections and closes
 idle ones with 4003.
@@ -34,17 +34,17 @@ from typing import Any, Protocol
 
 import redis.asyncio
 
-from shared.config import MAX_TOKEN_TTL, Settings
-from shared.errors import InvalidToken, TokenTooLarge
-from shared.events import Event, Push, Revoke, socket_message
-from shared.proxies import client_address, rate_key
-from shared.replay import AsyncReplayGuard, async_client
-from shared.sessions import revoked_session_key, revoked_subject_key
-from shared.tokens import MAX_TOKEN_BYTES, Claims, verify
-from ws.fanout import Fanout, subscriber_client
-from ws.handshake import TokenSource, check_origin, check_websocket_request, extract_token
-from ws.keys import KeysetSource
-from ws.lifetime import (
+from wsauth.shared.core.config import MAX_TOKEN_TTL, Settings
+from wsauth.shared.core.errors import InvalidToken, TokenTooLarge
+from wsauth.shared.core.proxies import client_address, rate_key
+from wsauth.shared.core.tokens import MAX_TOKEN_BYTES, Claims, verify
+from wsauth.shared.state.events import Event, Push, Revoke, socket_message
+from wsauth.shared.state.replay import AsyncReplayGuard, async_client
+from wsauth.shared.state.sessions import revoked_session_key, revoked_subject_key
+from wsauth.ws.fanout import Fanout, subscriber_client
+from wsauth.ws.handshake import TokenSource, check_origin, check_websocket_request, extract_token
+from wsauth.ws.keys import KeysetSource
+from wsauth.ws.lifetime import (
     GOING_AWAY,
     IDLE,
     REASONS,
@@ -55,9 +55,9 @@ from ws.lifetime import (
     heartbeat,
     sweep_period,
 )
-from ws.metrics import GatewayMetrics
-from ws.ratelimit import HandshakeLimiter
-from ws.registry import ConnectionRegistry
+from wsauth.ws.metrics import GatewayMetrics
+from wsauth.ws.ratelimit import HandshakeLimiter
+from wsauth.ws.registry import ConnectionRegistry
 
 log = logging.getLogger("wsauth.gateway")
 
@@ -98,7 +98,8 @@ class HandshakeRequest:
     subprotocol_headers: list[str] = field(default_factory=list)
     authorization_headers: list[str] = field(default_factory=list, repr=False)
     query_tokens: list[str] = field(default_factory=list, repr=False)
-    # The socket peer and the X-Forwarded-For lines (shared.proxies decides who the client is).
+    # The socket peer and the X-Forwarded-For lines (wsauth.shared.core.proxies decides
+    # who the client is).
     peer: str | None = None
     forwarded_for: list[str] = field(default_factory=list)
 
@@ -206,7 +207,7 @@ class Gateway:
         )
 
     def authenticate(self, request: HandshakeRequest) -> Coroutine[Any, Any, Admission]:
-        """Step 0 (:mod:`ws.ratelimit`: a blocked client is refused first, and a 401 is
+        """Step 0 (:mod:`wsauth.ws.ratelimit`: a blocked client is refused first, and a 401 is
         counted against its client), then steps 1 to 6. Await the result.
 
         Raises (when awaited):
@@ -338,7 +339,7 @@ class Gateway:
     async def resync(self) -> int:
         """Close (4001) connections revoked while this node was not subscribed.
 
-        Reads the revocation records of :mod:`shared.sessions`, one GET per
+        Reads the revocation records of :mod:`wsauth.shared.state.sessions`, one GET per
         distinct sub and sid, pipelined. Returns how many connections it closed.
 
         Raises:

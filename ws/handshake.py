@@ -1,7 +1,7 @@
 """The handshake checks of ``GET /ws``, pure: headers in, a value or an error out.
 
-No Tornado, no I/O: the handler in :mod:`ws.app` passes header values in and
-turns the :class:`~shared.errors.WsAuthError` raised here into an HTTP answer.
+No Tornado, no I/O: the handler in :mod:`wsauth.ws.app` passes header values in and
+turns the :class:`~wsauth.shared.core.errors.WsAuthError` raised here into an HTTP answer.
 The checks run in this order, cheapest and least secret first, and all of them
 run before the token is verified or its ``jti`` touched in Redis::
 
@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
-from shared.config import origin_of
-from shared.errors import BadRequest, MultipleTokens, OriginNotAllowed, TokenMissing
+from wsauth.shared.core.config import origin_of
+from wsauth.shared.core.errors import BadRequest, MultipleTokens, OriginNotAllowed, TokenMissing
 
 SUBPROTOCOL = "wsauth"
 BEARER_SUBPROTOCOL_PREFIX = "wsauth.bearer."

@@ -1,7 +1,7 @@
 """The gateway's public keys, taken from a JWKS URL (``WSAUTH_JWKS_URL``) and cached.
 
-:class:`UrlKeysetSource` is the URL twin of :class:`ws.keys.FileKeysetSource`
-(same :class:`~ws.keys.KeysetSource` protocol). Verification stays synchronous
+:class:`UrlKeysetSource` is the URL twin of :class:`wsauth.ws.keys.FileKeysetSource`
+(same :class:`~wsauth.ws.keys.KeysetSource` protocol). Verification stays synchronous
 and offline: a handshake only ever reads the cached keyset; every fetch
 happens in one background task on the IOLoop, with Tornado's
 ``AsyncHTTPClient`` (never blocking I/O), and no request ever waits for one::
@@ -32,9 +32,9 @@ happens in one background task on the IOLoop, with Tornado's
 - **Trust is per issuer.** The cache is keyed by ``(issuer, kid)``: keys
   fetched from this URL are stored under the one issuer the source was
   created for, and :attr:`UrlKeysetSource.keyset` holds only that issuer's
-  keys. The binding holds because (1) ``ws.app.make_app`` builds the source
+  keys. The binding holds because (1) ``wsauth.ws.app.make_app`` builds the source
   with ``settings.issuer`` and refuses a source built for another issuer,
-  and (2) :func:`shared.tokens.verify` requires ``iss == settings.issuer``
+  and (2) :func:`wsauth.shared.core.tokens.verify` requires ``iss == settings.issuer``
   after the signature check. A key from this URL therefore never admits a
   token whose ``iss`` is anything else (``wrong_issuer``).
 
@@ -55,7 +55,7 @@ from urllib.parse import urlsplit, urlunsplit
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 from tornado.simple_httpclient import HTTPStreamClosedError, HTTPTimeoutError
 
-from shared.keyset import InvalidKeyset, Keyset, Kid, VerificationKey
+from wsauth.shared.core.keyset import InvalidKeyset, Keyset, Kid, VerificationKey
 
 log = logging.getLogger("wsauth.gateway")
 
@@ -73,7 +73,7 @@ _NO_CACHE = re.compile(r"(?:^|,)\s*(?:no-cache|no-store)\s*(?:,|$)", re.IGNORECA
 class _IssuerKeyset(Keyset):
     """A :class:`Keyset` that tells its source when a lookup misses.
 
-    :func:`shared.tokens.verify` looks keys up with ``keyset.get(kid)``; a
+    :func:`wsauth.shared.core.tokens.verify` looks keys up with ``keyset.get(kid)``; a
     miss calls ``on_miss`` (which only sets a flag and wakes the fetch task),
     then answers as a plain keyset would. ``kid in keyset`` does not count.
     """

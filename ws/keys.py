@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from shared.keyset import InvalidKeyset, Keyset
+from wsauth.shared.core.keyset import InvalidKeyset, Keyset
 
 log = logging.getLogger("wsauth.gateway")
 
@@ -37,7 +37,7 @@ class KeysetSource(Protocol):
     """Where the gateway's handler gets its keys; ``refresh`` is called per request.
 
     Implementations: :class:`FileKeysetSource` (``{keys dir}/jwks.json``) and
-    :class:`ws.jwks_url.UrlKeysetSource` (``WSAUTH_JWKS_URL``). ``refresh``
+    :class:`wsauth.ws.jwks_url.UrlKeysetSource` (``WSAUTH_JWKS_URL``). ``refresh``
     must be cheap and must never block or wait for I/O: it runs inside the
     handshake, before the token is checked.
     """

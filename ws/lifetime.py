@@ -1,6 +1,6 @@
 """How long a connection may live: close codes, heartbeats, maximum age, recent revocations.
 
-Pure decisions with the clock passed in; :mod:`ws.gateway` and :mod:`ws.app`
+Pure decisions with the clock passed in; :mod:`wsauth.ws.gateway` and :mod:`wsauth.ws.app`
 apply them. The close codes are a contract with the clients
 (docs/reference/close-codes.md)::
 

@@ -30,8 +30,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from shared.metrics import REDIS_BUCKETS, render
-from ws.lifetime import REASONS
+from wsauth.shared.metrics import REDIS_BUCKETS, render
+from wsauth.ws.lifetime import REASONS
 
 ACCEPTED = "accepted"
 # The reason codes documented for GET /ws (docs/reference/status-codes.md):

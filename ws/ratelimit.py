@@ -20,7 +20,7 @@ they are issued), a refused one pays one ``EVALSHA`` (``INCRBY`` + ``EXPIRE``
 on the first hit, so every counter has a TTL of one window), and a blocked
 client pays nothing. bench/abuse.py measures both sides.
 
-Buckets are :func:`shared.proxies.rate_key` of the client address
+Buckets are :func:`wsauth.shared.core.proxies.rate_key` of the client address
 (``WSAUTH_TRUSTED_PROXIES`` rule; IPv6 by /64). If Redis cannot count, the
 refusal stays a 401 and the failure is logged: nothing is ever let in by the
 limiter being down, since the handshake's own ``GETDEL`` then fails closed.
@@ -41,9 +41,9 @@ from limits.aio.strategies import FixedWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 
-from shared.config import Settings
-from shared.errors import RateLimited
-from shared.redis_conn import limits_storage_uri, parse_redis_url
+from wsauth.shared.core.config import Settings
+from wsauth.shared.core.errors import RateLimited
+from wsauth.shared.state.redis_conn import limits_storage_uri, parse_redis_url
 
 log = logging.getLogger("wsauth.gateway")
 

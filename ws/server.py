@@ -1,7 +1,7 @@
 """Running the gateway: bind, serve, and shut down cleanly.
 
 Start order: build the application, bind, subscribe to the events channel
-and start the heartbeat sweep (:meth:`ws.gateway.Gateway.start`), then accept.
+and start the heartbeat sweep (:meth:`wsauth.ws.gateway.Gateway.start`), then accept.
 
 Shutdown order (SIGTERM/SIGINT under ``wsauth gateway``): stop accepting
 (close the listening sockets), close every WebSocket with 1001 (going away)
@@ -38,8 +38,8 @@ import tornado.httputil
 import tornado.netutil
 import tornado.web
 
-from shared.config import Settings
-from ws.app import GatewayApplication, make_app, server_options
+from wsauth.shared.core.config import Settings
+from wsauth.ws.app import GatewayApplication, make_app, server_options
 
 SHUTDOWN_TIMEOUT = 5.0
 # A worker that exits with an error within this many seconds of its start is

@@ -15,11 +15,11 @@ def test_a_sample_goes_to_its_innermost_named_frame() -> None:
         "_execute (tornado/web.py:1981)",
         "GatewaySocket.get (ws/app.py:194)",
     ]
-    verify = "verify (shared/tokens.py:170)"
+    verify = "verify (shared/core/tokens.py:170)"
     sodium = "crypto_sign_open (nacl/bindings/crypto_sign.py:103)"
     assert _part_of([*handler, verify, sodium]) == SIGNATURE
     assert _part_of([*handler, verify]) == TOKENS
-    consume = "consume (shared/replay.py:121)"
+    consume = "consume (shared/state/replay.py:121)"
     assert _part_of([*handler, consume, "Timeout.__aexit__ (asyncio/timeouts.py:119)"]) == REPLAY
     # Tornado's own upgrade, called from the gateway's get(), is Tornado's work.
     assert _part_of([*handler, "WebSocketHandler.get (tornado/websocket.py:271)"]) == TORNADO

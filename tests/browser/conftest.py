@@ -24,13 +24,13 @@ import pytest
 import redis
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
-from issuer.users import UserStore
-from shared.config import Settings
-from shared.events import channel
-from shared.redis_server import free_port
 from tests.browser.demo_page import DemoPage
 from tests.support.gateway_server import GatewayHandle, run_gateway
 from tests.support.issuer_server import run_issuer
+from wsauth.issuer.users import UserStore
+from wsauth.shared.core.config import Settings
+from wsauth.shared.state.events import channel
+from wsauth.shared.state.redis_server import free_port
 
 CHROMIUM = Path(os.environ.get("WSAUTH_CHROMIUM", "/usr/bin/chromium"))
 # Headless, and quiet: this machine's network is closed, and Chromium's

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from shared.config import Settings
+from wsauth.shared.core.config import Settings
 
 LISTENING = re.compile(rb"gateway listening on (ws://\S+)")
 START_TIMEOUT = 20.0
@@ -44,7 +44,7 @@ def gateway_process(settings: Settings, log_path: Path) -> Iterator[str]:
     """
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "gateway", "--port", "0"],
+            [sys.executable, "-m", "wsauth", "gateway", "--port", "0"],
             env=gateway_env(settings),
             stdout=subprocess.PIPE,
             stderr=log,

@@ -21,13 +21,13 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Origin, Subprotocol
 
-from issuer.users import UserStore
-from shared.config import Settings
-from shared.redis_server import free_port
 from tests.browser.conftest import ALICE, wait_for_subscribers
 from tests.browser.demo_page import DemoPage
 from tests.browser.gateway_process import gateway_process
 from tests.support.issuer_server import run_issuer
+from wsauth.issuer.users import UserStore
+from wsauth.shared.core.config import Settings
+from wsauth.shared.state.redis_server import free_port
 
 CSRF = {"X-WSAuth-CSRF": "1"}
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, Route
 
-import issuer
+import wsauth.issuer as issuer
 
 ORIGIN = "http://wsauth.test"
 MODULE = Path(issuer.__file__).parent / "static" / "wsauth.js"

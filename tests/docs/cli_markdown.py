@@ -19,8 +19,8 @@ from typing import Any
 
 import click
 
-from shared.cli import cli
-from shared.config import SETTINGS
+from wsauth.shared.cli.main import cli
+from wsauth.shared.core.config import SETTINGS
 
 CLI_PAGE = Path(__file__).resolve().parents[2] / "docs" / "reference" / "cli.md"
 START = "<!-- cli-reference:start -->\n"

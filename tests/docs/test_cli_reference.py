@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from shared.cli import cli
 from tests.docs.cli_markdown import CLI_PAGE, cli_markdown, generated_part
+from wsauth.shared.cli.main import cli
 
 
 def test_cli_reference_documents_every_command_and_option_as_the_cli_defines_them() -> None:

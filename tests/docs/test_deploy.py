@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from shared.config import Settings
-from shared.redis_server import free_port
 from tests.conftest import TEST_SECRET
+from wsauth.shared.core.config import Settings
+from wsauth.shared.state.redis_server import free_port
 
 DEPLOY = Path(__file__).resolve().parents[2] / "docs" / "howto" / "deploy.md"
 COMMAND = re.compile(r"^gunicorn .*$", re.MULTILINE)
@@ -31,7 +31,7 @@ def test_the_gunicorn_command_of_the_deploy_guide_serves_the_issuer(
     command = COMMAND.search(DEPLOY.read_text())
     assert command is not None, "deploy.md shows no gunicorn command"
     argv = shlex.split(command.group(0))
-    assert argv == ["gunicorn", "-w", "2", "-b", "127.0.0.1:8000", "issuer:create_app()"]
+    assert argv == ["gunicorn", "-w", "2", "-b", "127.0.0.1:8000", "wsauth.issuer:create_app()"]
 
     settings = make_settings()
     port = free_port()

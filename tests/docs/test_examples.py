@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from issuer.clients import ClientStore
-from shared.config import Settings
-from shared.redis_server import free_port
 from tests.support.gateway_server import run_gateway
 from tests.support.issuer_server import run_issuer
+from wsauth.issuer.clients import ClientStore
+from wsauth.shared.core.config import Settings
+from wsauth.shared.state.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "docs" / "examples" / "python_service.py"

@@ -25,12 +25,12 @@ from openapi_spec_validator import validate as validate_spec
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from issuer import create_app
-from issuer.clients import PUSH, ClientStore
-from issuer.users import UserStore
-from shared.config import Settings
-from shared.redis_server import free_port
 from tests.support.issuer_server import run_issuer
+from wsauth.issuer import create_app
+from wsauth.issuer.clients import PUSH, ClientStore
+from wsauth.issuer.users import UserStore
+from wsauth.shared.core.config import Settings
+from wsauth.shared.state.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "issuer" / "openapi.yaml"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from shared.errors import WsAuthError
+from wsauth.shared.core.errors import WsAuthError
 
 ROOT = Path(__file__).resolve().parents[2]
 # Never an answer or a log reason: abstract bases, and the Python client's local error.
@@ -16,10 +16,12 @@ NOT_ANSWERED = {"error", "invalid_token", "client_error"}
 
 
 def error_codes() -> set[str]:
-    """The ``code`` of every WsAuthError subclass in shared/, issuer/ and ws/."""
-    for package in ("shared", "issuer", "ws"):
-        for module in pkgutil.iter_modules(importlib.import_module(package).__path__):
-            importlib.import_module(f"{package}.{module.name}")
+    """The ``code`` of every WsAuthError subclass in any module of the wsauth package."""
+    import wsauth
+
+    for module in pkgutil.walk_packages(wsauth.__path__, prefix="wsauth."):
+        if not module.name.endswith(".__main__"):  # that one runs the command
+            importlib.import_module(module.name)
     codes, pending = set(), [WsAuthError]
     while pending:
         cls = pending.pop()

@@ -18,7 +18,7 @@ import pytest
 import requests
 import websockets
 
-from shared.redis_server import free_port
+from wsauth.shared.state.redis_server import free_port
 
 DEMO_LINE = re.compile(r"demo user: (\w+) / (\S+)")
 
@@ -59,7 +59,7 @@ def dev_stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Output, i
         [
             sys.executable,
             "-m",
-            "shared.cli",
+            "wsauth",
             "dev",
             "--issuer-port",
             str(issuer_port),
@@ -134,7 +134,7 @@ def test_dev_refuses_a_bad_setting_with_one_line(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WSAUTH_")}
     env.update(WSAUTH_KEYS_DIR=str(tmp_path), WSAUTH_LEEWAY="lots")
     result = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "dev"],
+        [sys.executable, "-m", "wsauth", "dev"],
         env=env,
         capture_output=True,
         text=True,

@@ -21,12 +21,12 @@ import requests
 import websockets
 from websockets.exceptions import InvalidStatus
 
-from issuer.clients import ClientStore
-from issuer.users import UserStore
-from shared.config import Settings
-from shared.redis_server import free_port
 from tests.support.gateway_server import run_gateway
 from tests.support.issuer_server import run_issuer
+from wsauth.issuer.clients import ClientStore
+from wsauth.issuer.users import UserStore
+from wsauth.shared.core.config import Settings
+from wsauth.shared.state.redis_server import free_port
 
 CSRF_HEADER = {"X-WSAuth-CSRF": "1"}
 ALICE = ("alice", "correct horse battery staple")

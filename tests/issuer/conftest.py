@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 import requests
 
-from issuer.clients import ClientStore
-from issuer.users import UserStore
-from shared.config import MAX_TOKEN_TTL, Settings
-from shared.keystore import KeyStore
-from shared.tokens import Claims, verify
 from tests.support.issuer_server import run_issuer
+from wsauth.issuer.clients import ClientStore
+from wsauth.issuer.users import UserStore
+from wsauth.shared.core.config import MAX_TOKEN_TTL, Settings
+from wsauth.shared.core.tokens import Claims, verify
+from wsauth.shared.store.keystore import KeyStore
 
 ALICE = ("alice", "alice-password-123")
 CSRF = {"X-WSAuth-CSRF": "1"}

@@ -8,9 +8,9 @@ from collections.abc import Callable
 import redis
 import requests
 
-from issuer.clients import ClientStore
-from shared.config import Settings
-from shared.tokens import Claims
+from wsauth.issuer.clients import ClientStore
+from wsauth.shared.core.config import Settings
+from wsauth.shared.core.tokens import Claims
 
 
 def test_api_tokens_with_good_credentials_returns_a_token_for_the_client(

@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import pytest
 
-from issuer import create_app
-from shared.config import Settings
-from shared.errors import ConfigError
 from tests.conftest import TEST_SECRET
+from wsauth.issuer import create_app
+from wsauth.shared.core.config import Settings
+from wsauth.shared.core.errors import ConfigError
 
 
 def test_create_app_without_secret_key_raises_config_error_naming_it(

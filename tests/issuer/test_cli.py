@@ -14,12 +14,12 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from issuer.clients import ClientStore
-from shared.cli import cli
-from shared.config import Settings
-from shared.keystore import KeyStore
 from tests.conftest import TEST_SECRET
 from tests.issuer.conftest import CSRF, login_json
+from wsauth.issuer.clients import ClientStore
+from wsauth.shared.cli.main import cli
+from wsauth.shared.core.config import Settings
+from wsauth.shared.store.keystore import KeyStore
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ def test_issuer_command_serves_demo_users_and_stops_cleanly_on_sigterm(
         PYTHONUNBUFFERED="1",
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "issuer", "--demo", "--port", "0"],
+        [sys.executable, "-m", "wsauth", "issuer", "--demo", "--port", "0"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

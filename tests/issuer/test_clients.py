@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from issuer.clients import ClientStore, ClientStoreError
+from wsauth.issuer.clients import ClientStore, ClientStoreError
 
 
 def test_add_returns_id_and_secret_and_stores_only_the_secret_digest(tmp_path: Path) -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import requests
 
-from shared.config import Settings
-from shared.keyset import Keyset
-from shared.keystore import KeyStore
 from tests.support.issuer_server import run_issuer
+from wsauth.shared.core.config import Settings
+from wsauth.shared.core.keyset import Keyset
+from wsauth.shared.store.keystore import KeyStore
 
 
 def test_jwks_serves_the_key_store_public_keys_with_cache_control(

@@ -7,8 +7,8 @@ import logging
 import pytest
 import requests
 
-from issuer.clients import ClientStore
 from tests.issuer.conftest import ALICE, CSRF, form_token, login_json
+from wsauth.issuer.clients import ClientStore
 
 
 def test_no_log_record_contains_token_secret_or_password(

@@ -8,12 +8,12 @@ from collections.abc import Callable
 import pytest
 import requests
 
-from issuer.clients import ClientStore
-from issuer.users import UserStore
-from shared.config import Settings
-from shared.redis_server import EmbeddedRedis
 from tests.issuer.conftest import ALICE, CSRF, login_json
 from tests.support.issuer_server import run_issuer
+from wsauth.issuer.clients import ClientStore
+from wsauth.issuer.users import UserStore
+from wsauth.shared.core.config import Settings
+from wsauth.shared.state.redis_server import EmbeddedRedis
 
 
 def test_token_endpoints_answer_503_when_redis_is_down(

@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import requests
 
-from shared.config import Settings
-from shared.keystore import KeyState, KeyStore, Timing
-from shared.tokens import Claims
 from tests.issuer.conftest import CSRF
+from wsauth.shared.core.config import Settings
+from wsauth.shared.core.tokens import Claims
+from wsauth.shared.store.keystore import KeyState, KeyStore, Timing
 
 
 def test_promoted_key_signs_the_next_token_without_restart(

@@ -8,12 +8,12 @@ import redis
 import requests
 from flask import render_template_string
 
-from issuer import create_app
-from issuer.users import UserStore
-from shared.config import Settings
-from shared.tokens import Claims
 from tests.issuer.conftest import ALICE, login_json
 from tests.support.issuer_server import run_issuer
+from wsauth.issuer import create_app
+from wsauth.issuer.users import UserStore
+from wsauth.shared.core.config import Settings
+from wsauth.shared.core.tokens import Claims
 
 
 def test_ws_token_global_mints_a_recorded_token_for_the_logged_in_user(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from issuer.users import UserStore, UserStoreError
+from wsauth.issuer.users import UserStore, UserStoreError
 
 
 def test_user_store_keeps_only_scrypt_hashes_in_a_private_file(tmp_path: Path) -> None:

@@ -8,11 +8,11 @@ from pathlib import Path
 import redis
 import requests
 
-from issuer.users import UserStore
-from shared.config import Settings
-from shared.tokens import Claims
 from tests.issuer.conftest import ALICE, CSRF, login_json
 from tests.support.issuer_server import run_issuer
+from wsauth.issuer.users import UserStore
+from wsauth.shared.core.config import Settings
+from wsauth.shared.core.tokens import Claims
 
 
 def test_ws_token_returns_token_expiry_and_gateway_url(

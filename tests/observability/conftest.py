@@ -13,9 +13,9 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.logs import JsonFormatter
 from tests.support.polling import wait_until
 from tests.ws.conftest import Tokens, gateway, tokens
+from wsauth.shared.logs import JsonFormatter
 
 __all__ = ["Tokens", "gateway", "tokens", "wait_until"]
 
@@ -40,7 +40,7 @@ def value(samples: dict[tuple[str, Labels], float], name: str, **labels: str) ->
 
 @dataclass
 class JsonLog:
-    """wsauth's log records, formatted by :class:`shared.logs.JsonFormatter`."""
+    """wsauth's log records, formatted by :class:`wsauth.shared.logs.JsonFormatter`."""
 
     stream: io.StringIO
 

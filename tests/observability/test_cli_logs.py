@@ -13,11 +13,11 @@ from pathlib import Path
 
 import requests
 
-from shared.config import Settings
-from shared.redis_server import free_port
 from tests.conftest import TEST_SECRET
 from tests.observability.conftest import wait_until
 from tests.ws.conftest import Tokens, raw_request, websocket_headers
+from wsauth.shared.core.config import Settings
+from wsauth.shared.state.redis_server import free_port
 
 WSAUTH = Path(sys.executable).parent / "wsauth"
 

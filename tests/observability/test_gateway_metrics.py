@@ -12,11 +12,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from shared.config import Settings
-from shared.events import publish_push, publish_revoke
 from tests.observability.conftest import scrape, value, wait_until
 from tests.support.gateway_server import GatewayHandle, run_gateway
 from tests.ws.conftest import Tokens, refusal
+from wsauth.shared.core.config import Settings
+from wsauth.shared.state.events import publish_push, publish_revoke
 
 
 def _bearer(token: str) -> dict[str, str]:

@@ -8,14 +8,14 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from issuer import create_app
-from issuer.clients import PUSH, ClientStore
-from issuer.metrics import get_metrics
-from issuer.users import UserStore
-from shared.config import Settings
-from shared.keystore import KeyStore
 from tests.observability.conftest import scrape, value
 from tests.support.issuer_server import run_issuer
+from wsauth.issuer import create_app
+from wsauth.issuer.clients import PUSH, ClientStore
+from wsauth.issuer.metrics import get_metrics
+from wsauth.issuer.users import UserStore
+from wsauth.shared.core.config import Settings
+from wsauth.shared.store.keystore import KeyStore
 
 ALICE = ("alice", "alice-password-123")
 CSRF = {"X-WSAuth-CSRF": "1"}

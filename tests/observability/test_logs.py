@@ -15,9 +15,13 @@ import requests
 from websockets.sync.client import connect
 from websockets.typing import Subprotocol
 
-from issuer.clients import ClientStore
-from shared.config import Settings
-from shared.logs import (
+from tests.observability.conftest import JsonLog, wait_until
+from tests.support.gateway_server import GatewayHandle
+from tests.support.issuer_server import run_issuer
+from tests.ws.conftest import Tokens, raw_request, refusal, websocket_headers
+from wsauth.issuer.clients import ClientStore
+from wsauth.shared.core.config import Settings
+from wsauth.shared.logs import (
     JsonFormatter,
     TextFormatter,
     configure,
@@ -25,10 +29,6 @@ from shared.logs import (
     event_fields,
     request_id_from,
 )
-from tests.observability.conftest import JsonLog, wait_until
-from tests.support.gateway_server import GatewayHandle
-from tests.support.issuer_server import run_issuer
-from tests.ws.conftest import Tokens, raw_request, refusal, websocket_headers
 
 GENERATED = re.compile(r"[0-9a-f]{32}")
 HOSTILE_IDS = [

@@ -11,11 +11,11 @@ from pathlib import Path
 import requests
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from issuer.clients import ClientStore
-from shared.config import Settings
-from shared.redis_server import free_port
 from tests.conftest import TEST_SECRET
 from tests.observability.conftest import scrape, value, wait_until
+from wsauth.issuer.clients import ClientStore
+from wsauth.shared.core.config import Settings
+from wsauth.shared.state.redis_server import free_port
 
 BIN = Path(sys.executable).parent
 
@@ -50,7 +50,14 @@ def test_gunicorn_workers_in_multiprocess_mode_report_the_tokens_of_every_worker
         WSAUTH_KEYS_DIR=str(settings.keys_dir),
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
     )
-    argv = [str(BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "issuer:create_app()"]
+    argv = [
+        str(BIN / "gunicorn"),
+        "-w",
+        "2",
+        "-b",
+        f"127.0.0.1:{port}",
+        "wsauth.issuer:create_app()",
+    ]
     server = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -10,11 +10,11 @@ from typing import Any
 
 import requests
 
-from shared.config import Settings
-from shared.redis_server import EmbeddedRedis
 from tests.observability.conftest import scrape, value, wait_until
 from tests.support.gateway_server import GatewayHandle, run_gateway
 from tests.support.issuer_server import run_issuer
+from wsauth.shared.core.config import Settings
+from wsauth.shared.state.redis_server import EmbeddedRedis
 
 
 def _get(url: str) -> tuple[int, dict[str, Any]]:

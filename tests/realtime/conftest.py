@@ -25,14 +25,14 @@ from click.testing import CliRunner, Result
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from issuer.clients import PUSH, ClientStore
-from issuer.users import UserStore
-from shared.cli import cli
-from shared.config import Settings
 from tests.support.gateway_server import GatewayHandle, run_gateway
 from tests.support.issuer_server import run_issuer
 from tests.support.polling import wait_until as _wait_until
 from tests.ws.conftest import Tokens, tokens
+from wsauth.issuer.clients import PUSH, ClientStore
+from wsauth.issuer.users import UserStore
+from wsauth.shared.cli.main import cli
+from wsauth.shared.core.config import Settings
 
 __all__ = ["Tokens", "tokens"]  # the gateway tests' token builder, shared
 

@@ -8,11 +8,11 @@ import socket
 import struct
 from collections.abc import Callable
 
-from shared.config import Settings
-from shared.events import publish_push
 from tests.realtime.conftest import close_code, gateway_process, next_json, open_socket
 from tests.support.gateway_server import run_gateway
 from tests.ws.conftest import Tokens
+from wsauth.shared.core.config import Settings
+from wsauth.shared.state.events import publish_push
 
 
 def test_a_connection_older_than_the_maximum_age_is_closed_with_4002(

@@ -9,12 +9,6 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
-from shared.config import Settings
-from shared.events import publish_push
-from shared.keystore import KeyStore
-from shared.redis_server import EmbeddedRedis
-from shared.replay import ReplayGuard, sync_client
-from shared.tokens import mint
 from tests.realtime.conftest import (
     Issuer,
     close_code,
@@ -25,6 +19,12 @@ from tests.realtime.conftest import (
 )
 from tests.support.gateway_server import run_gateway
 from tests.ws.conftest import Tokens, refusal
+from wsauth.shared.core.config import Settings
+from wsauth.shared.core.tokens import mint
+from wsauth.shared.state.events import publish_push
+from wsauth.shared.state.redis_server import EmbeddedRedis
+from wsauth.shared.state.replay import ReplayGuard, sync_client
+from wsauth.shared.store.keystore import KeyStore
 
 
 def test_two_gateway_processes_both_deliver_a_push_and_share_single_use_tokens(

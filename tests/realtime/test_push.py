@@ -1,4 +1,4 @@
-"""Push to a user: shared.events, `wsauth push` and POST /api/push, via a real gateway."""
+"""Push to a user: wsauth.shared.state.events, `wsauth push` and POST /api/push, via a gateway."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import pytest
 import redis
 import requests
 
-from shared.config import Settings
-from shared.errors import BadEvent, EventTooLarge
-from shared.events import MAX_EVENT_BYTES, apublish_push, publish_push
-from shared.replay import async_client
 from tests.realtime.conftest import Issuer, next_json, open_socket, wsauth
 from tests.support.gateway_server import GatewayHandle
 from tests.ws.conftest import Tokens
+from wsauth.shared.core.config import Settings
+from wsauth.shared.core.errors import BadEvent, EventTooLarge
+from wsauth.shared.state.events import MAX_EVENT_BYTES, apublish_push, publish_push
+from wsauth.shared.state.replay import async_client
 
 
 def test_a_push_reaches_every_connection_of_the_user_and_no_other(

@@ -1,4 +1,4 @@
-"""ws.client.ReconnectingClient against a real issuer and gateway: fresh tokens, close codes."""
+"""wsauth.ws.client.ReconnectingClient against a real issuer and gateway: tokens, close codes."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 import redis
 
-from shared.config import Settings
-from shared.sessions import revoke_subject
 from tests.realtime.conftest import Issuer, wait_until, wsauth
 from tests.support.gateway_server import GatewayHandle, run_gateway
-from ws.backoff import Backoff
-from ws.client import ClientError, ReconnectingClient, Revoked, Status, fetch_token
+from wsauth.shared.core.config import Settings
+from wsauth.shared.state.sessions import revoke_subject
+from wsauth.ws.backoff import Backoff
+from wsauth.ws.client import ClientError, ReconnectingClient, Revoked, Status, fetch_token
 
 FAST = Backoff(base=0.01, cap=0.05)
 

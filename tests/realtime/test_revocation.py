@@ -9,12 +9,16 @@ import jwt
 import redis
 from websockets.sync.client import connect
 
-from shared.config import Settings
-from shared.events import publish_push
-from shared.sessions import revoked_session_key, revoked_subject_key, session_tokens_key
 from tests.realtime.conftest import Issuer, close_code, next_json, open_socket, wsauth
 from tests.support.gateway_server import GatewayHandle
 from tests.ws.conftest import Tokens, refusal
+from wsauth.shared.core.config import Settings
+from wsauth.shared.state.events import publish_push
+from wsauth.shared.state.sessions import (
+    revoked_session_key,
+    revoked_subject_key,
+    session_tokens_key,
+)
 
 
 def _sid(token: str) -> str:

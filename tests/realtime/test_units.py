@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from shared.errors import BadEvent, EventTooLarge
-from shared.events import MAX_EVENT_BYTES, Push, Revoke, decode, encode, socket_message
-from ws.backoff import Backoff
-from ws.lifetime import (
+from wsauth.shared.core.errors import BadEvent, EventTooLarge
+from wsauth.shared.state.events import MAX_EVENT_BYTES, Push, Revoke, decode, encode, socket_message
+from wsauth.ws.backoff import Backoff
+from wsauth.ws.lifetime import (
     MAX_AGE_SPREAD,
     Heartbeat,
     Liveness,

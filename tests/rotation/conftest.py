@@ -31,15 +31,15 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 from websockets.typing import Subprotocol
 
-from issuer.clients import ClientStore
-from shared.config import Settings
-from shared.keyset import SigningKey
-from shared.keystore import KeyStore
-from shared.replay import ReplayGuard, sync_client
-from shared.tokens import mint
 from tests.support.gateway_server import GatewayHandle, run_gateway
 from tests.support.issuer_server import run_issuer
 from tests.support.polling import wait_until
+from wsauth.issuer.clients import ClientStore
+from wsauth.shared.core.config import Settings
+from wsauth.shared.core.keyset import SigningKey
+from wsauth.shared.core.tokens import mint
+from wsauth.shared.state.replay import ReplayGuard, sync_client
+from wsauth.shared.store.keystore import KeyStore
 
 WSAUTH = str(Path(sys.executable).with_name("wsauth"))
 SERVER_CACHE = 1

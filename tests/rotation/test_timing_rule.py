@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from shared.errors import KeyStoreError
-from shared.keyset import Kid
-from shared.keystore import KeyState, Timing, plan_generate, plan_promote, plan_retire
+from wsauth.shared.core.errors import KeyStoreError
+from wsauth.shared.core.keyset import Kid
+from wsauth.shared.store.keystore import KeyState, Timing, plan_generate, plan_promote, plan_retire
 
 TIMING = Timing(token_ttl=2, leeway=1, cache_interval=1)
 

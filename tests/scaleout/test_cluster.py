@@ -15,16 +15,16 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from shared.config import Settings
-from shared.events import publish_push
-from shared.replay import jti_key, sync_client
-from shared.sessions import session_tokens_key
-from shared.tokens import Jti
 from tests.realtime.conftest import Issuer, close_code, next_json, open_socket, wait_until
 from tests.scaleout.conftest import Attempt, add_users, handshake
 from tests.scaleout.deployments import RedisCluster
 from tests.support.gateway_server import GatewayHandle, run_gateway
 from tests.support.issuer_server import run_issuer
+from wsauth.shared.core.config import Settings
+from wsauth.shared.core.tokens import Jti
+from wsauth.shared.state.events import publish_push
+from wsauth.shared.state.replay import jti_key, sync_client
+from wsauth.shared.state.sessions import session_tokens_key
 
 TOKENS = 6
 RACERS = 20  # per token, half on each gateway
@@ -136,7 +136,7 @@ def test_logout_on_the_cluster_closes_sockets_on_both_gateways_and_deletes_unuse
 def test_an_api_client_token_from_the_cluster_issuer_opens_exactly_one_connection(
     issuer: Issuer, gateways: tuple[GatewayHandle, GatewayHandle], cluster_settings: Settings
 ) -> None:
-    from issuer.clients import ClientStore
+    from wsauth.issuer.clients import ClientStore
 
     client_id, secret = ClientStore.in_dir(cluster_settings.keys_dir).add("svc")
     answer = requests.post(f"{issuer.url}/api/tokens", auth=(client_id, secret), timeout=5)

@@ -14,11 +14,11 @@ from pathlib import Path
 import redis
 from websockets.sync.client import ClientConnection
 
-from shared.config import Settings
-from shared.events import channel, publish_push
-from shared.replay import sync_client
 from tests.realtime.conftest import close_code, gateway_env, next_json, open_socket, wait_until
 from tests.ws.conftest import Tokens
+from wsauth.shared.core.config import Settings
+from wsauth.shared.state.events import channel, publish_push
+from wsauth.shared.state.replay import sync_client
 
 CONNECTIONS = 16
 MAX_CONNECTIONS = 200  # the kernel picks the worker; give it room to pick both

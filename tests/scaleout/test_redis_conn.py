@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from shared.config import load_settings
-from shared.errors import ConfigError
-from shared.redis_conn import RedisTarget, cluster_url, parse_redis_url, redact, sync_client
+from wsauth.shared.core.config import load_settings
+from wsauth.shared.core.errors import ConfigError
+from wsauth.shared.state.redis_conn import (
+    RedisTarget,
+    cluster_url,
+    parse_redis_url,
+    redact,
+    sync_client,
+)
 
 
 @pytest.mark.parametrize(

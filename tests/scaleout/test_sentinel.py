@@ -17,16 +17,16 @@ from collections.abc import Callable
 import redis
 import requests
 
-from issuer.clients import ClientStore
-from shared.config import Settings
-from shared.events import publish_push
-from shared.replay import jti_key, sync_client
-from shared.tokens import Jti
 from tests.realtime.conftest import next_json, open_socket, wait_until
 from tests.scaleout.conftest import Attempt, handshake
 from tests.scaleout.deployments import SentinelSetup, poll
 from tests.support.gateway_server import run_gateway
 from tests.support.issuer_server import run_issuer
+from wsauth.issuer.clients import ClientStore
+from wsauth.shared.core.config import Settings
+from wsauth.shared.core.tokens import Jti
+from wsauth.shared.state.events import publish_push
+from wsauth.shared.state.replay import jti_key, sync_client
 
 RECOVERY_DEADLINE = 20.0
 

@@ -17,9 +17,6 @@ from typing import Any
 import pytest
 import redis
 
-from shared.config import Settings, load_settings
-from shared.keystore import KeyStore
-from shared.redis_server import EmbeddedRedis
 from tests.conftest import TEST_SECRET
 from tests.security.support import (
     Answer,
@@ -32,6 +29,9 @@ from tests.security.support import (
     wait_healthy,
 )
 from tests.support.gateway_server import GatewayHandle, run_gateway
+from wsauth.shared.core.config import Settings, load_settings
+from wsauth.shared.state.redis_server import EmbeddedRedis
+from wsauth.shared.store.keystore import KeyStore
 
 ORIGIN = "https://app.example.com"
 

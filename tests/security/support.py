@@ -24,10 +24,10 @@ from urllib.parse import quote
 import pytest
 import redis
 
-from shared.config import Settings
-from shared.keyset import SigningKey, b64url
-from shared.replay import jti_key
-from shared.tokens import TOKEN_TYPE, new_jti
+from wsauth.shared.core.config import Settings
+from wsauth.shared.core.keyset import SigningKey, b64url
+from wsauth.shared.core.tokens import TOKEN_TYPE, new_jti
+from wsauth.shared.state.replay import jti_key
 
 WEBSOCKET_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 # Loggers of the services under test: wsauth's own and the frameworks they run in.

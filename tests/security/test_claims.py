@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from shared.config import MAX_TOKEN_TTL, Settings
 from tests.security.conftest import Probe
 from tests.security.support import Minter
+from wsauth.shared.core.config import MAX_TOKEN_TTL, Settings
 
 REQUIRED = ["iss", "aud", "sub", "iat", "nbf", "exp", "jti"]
 

@@ -288,7 +288,7 @@ OTHER_SCHEMES: dict[str, Callable[[str], str]] = {
 def test_an_authorization_of_another_scheme_carries_no_token(
     probe: Probe, minter: Minter, case: str
 ) -> None:
-    # Documented (ws.handshake.extract_token): only the Bearer scheme carries a token here.
+    # Documented (wsauth.ws.handshake.extract_token): only the Bearer scheme carries a token here.
     token, jti = minter.issue()
     probe.refused(
         [("Authorization", OTHER_SCHEMES[case](token))],

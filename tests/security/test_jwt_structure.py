@@ -20,11 +20,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from shared.keyset import SigningKey, VerificationKey, b64url
-from shared.keystore import KeyStore
-from shared.tokens import MAX_TOKEN_BYTES
 from tests.security.conftest import Probe
 from tests.security.support import REMOVE, Listener, Minter, offer, segment
+from wsauth.shared.core.keyset import SigningKey, VerificationKey, b64url
+from wsauth.shared.core.tokens import MAX_TOKEN_BYTES
+from wsauth.shared.store.keystore import KeyStore
 
 B64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 

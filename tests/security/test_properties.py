@@ -1,6 +1,6 @@
 """Property tests of the handshake's pure parts: any header values in, a value or an error out.
 
-``ws.handshake`` and ``Gateway.check_request``/``Gateway.verify`` see every
+``wsauth.ws.handshake`` and ``Gateway.check_request``/``Gateway.verify`` see every
 byte a client sends before anything else does. Whatever the values, they
 must answer with a :class:`TokenSource` (or claims) or one of the
 documented :class:`WsAuthError` subclasses — never another exception, which
@@ -16,8 +16,9 @@ from urllib.parse import urlsplit
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from shared.config import load_settings
-from shared.errors import (
+from tests.security.conftest import ORIGIN
+from wsauth.shared.core.config import load_settings
+from wsauth.shared.core.errors import (
     BadRequest,
     InvalidToken,
     MultipleTokens,
@@ -26,11 +27,10 @@ from shared.errors import (
     TokenTooLarge,
     WsAuthError,
 )
-from shared.keyset import Keyset, SigningKey
-from shared.tokens import MAX_TOKEN_BYTES, Claims, mint
-from tests.security.conftest import ORIGIN
-from ws.gateway import Gateway, HandshakeRequest
-from ws.handshake import (
+from wsauth.shared.core.keyset import Keyset, SigningKey
+from wsauth.shared.core.tokens import MAX_TOKEN_BYTES, Claims, mint
+from wsauth.ws.gateway import Gateway, HandshakeRequest
+from wsauth.ws.handshake import (
     BEARER_SUBPROTOCOL_PREFIX,
     MAX_SUBPROTOCOLS,
     SUBPROTOCOL,

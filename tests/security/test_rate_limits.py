@@ -19,14 +19,14 @@ import pytest
 import redis
 import requests
 
-from issuer.clients import ClientStore
-from issuer.users import UserStore
-from shared.config import Settings
-from shared.redis_server import EmbeddedRedis
 from tests.docs.test_openapi import Checked
 from tests.security.conftest import Probe
 from tests.security.support import handshake, offer
 from tests.support.issuer_server import run_issuer
+from wsauth.issuer.clients import ClientStore
+from wsauth.issuer.users import UserStore
+from wsauth.shared.core.config import Settings
+from wsauth.shared.state.redis_server import EmbeddedRedis
 
 CSRF = {"X-WSAuth-CSRF": "1"}
 ALICE = ("alice", "alice-password-123")
@@ -360,8 +360,8 @@ def test_with_redis_down_a_refused_handshake_stays_401_and_the_uncounted_refusal
     "value", ["60/fortnight", "0/minute", "sixty", "10/second;", "-1/hour", "1" * 300]
 )
 def test_a_bad_rate_limit_stops_start_up_with_one_line_naming_the_setting(value: str) -> None:
-    from shared.config import load_settings
-    from shared.errors import ConfigError
+    from wsauth.shared.core.config import load_settings
+    from wsauth.shared.core.errors import ConfigError
 
     with pytest.raises(ConfigError) as raised:
         load_settings(env={"WSAUTH_RATE_LIMIT_HANDSHAKES": value})
@@ -371,6 +371,6 @@ def test_a_bad_rate_limit_stops_start_up_with_one_line_naming_the_setting(value:
 
 @pytest.mark.parametrize("value", ["", "off", "OFF", " none "])
 def test_an_empty_or_off_rate_limit_is_disabled(value: str) -> None:
-    from shared.config import load_settings
+    from wsauth.shared.core.config import load_settings
 
     assert load_settings(env={"WSAUTH_RATE_LIMIT_TOKENS": value}).rate_limit_tokens is None

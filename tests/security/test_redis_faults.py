@@ -20,10 +20,6 @@ import pytest
 import redis
 import requests
 
-from issuer.clients import ClientStore
-from shared.config import Settings
-from shared.redis_server import EmbeddedRedis
-from shared.replay import jti_key
 from tests.security.conftest import ORIGIN, Probe
 from tests.security.support import (
     Answer,
@@ -37,6 +33,10 @@ from tests.security.support import (
 )
 from tests.support.gateway_server import GatewayHandle, run_gateway
 from tests.support.issuer_server import run_issuer
+from wsauth.issuer.clients import ClientStore
+from wsauth.shared.core.config import Settings
+from wsauth.shared.state.redis_server import EmbeddedRedis
+from wsauth.shared.state.replay import jti_key
 
 REDIS_TIMEOUT = 0.2
 

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from shared.config import Settings
-from ws.app import GatewayApplication
-from ws.server import GatewayServer
+from wsauth.shared.core.config import Settings
+from wsauth.ws.app import GatewayApplication
+from wsauth.ws.server import GatewayServer
 
 
 @dataclass

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from flask import Flask
 from werkzeug.serving import make_server
 
-from issuer import create_app
-from issuer.state import EXTENSION, get_state
-from shared.config import Settings
+from wsauth.issuer import create_app
+from wsauth.issuer.state import EXTENSION, get_state
+from wsauth.shared.core.config import Settings
 
 
 @contextlib.contextmanager

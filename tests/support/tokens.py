@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from shared.keyset import SigningKey, b64url
-from shared.tokens import TOKEN_TYPE, new_jti
+from wsauth.shared.core.keyset import SigningKey, b64url
+from wsauth.shared.core.tokens import TOKEN_TYPE, new_jti
 
 ISSUER = "https://issuer.test"
 AUDIENCE = "wsauth"

@@ -14,12 +14,12 @@ import redis
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from shared.config import Settings
-from shared.keyset import SigningKey, b64url
-from shared.keystore import KeyStore
-from shared.replay import ReplayGuard, jti_key, sync_client
-from shared.tokens import TOKEN_TYPE, Claims, Jti, mint, new_jti
 from tests.support.gateway_server import GatewayHandle, run_gateway
+from wsauth.shared.core.config import Settings
+from wsauth.shared.core.keyset import SigningKey, b64url
+from wsauth.shared.core.tokens import TOKEN_TYPE, Claims, Jti, mint, new_jti
+from wsauth.shared.state.replay import ReplayGuard, jti_key, sync_client
+from wsauth.shared.store.keystore import KeyStore
 
 
 @dataclass

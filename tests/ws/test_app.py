@@ -18,13 +18,13 @@ import websockets.asyncio.client
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from shared.config import Settings
-from shared.keyset import SigningKey
-from shared.redis_server import EmbeddedRedis
-from shared.replay import AsyncReplayGuard, ReplayGuard, async_client, sync_client
-from shared.tokens import MAX_TOKEN_BYTES, Claims
 from tests.support.gateway_server import GatewayHandle, run_gateway
 from tests.ws.conftest import Tokens, raw_request, refusal, websocket_headers
+from wsauth.shared.core.config import Settings
+from wsauth.shared.core.keyset import SigningKey
+from wsauth.shared.core.tokens import MAX_TOKEN_BYTES, Claims
+from wsauth.shared.state.redis_server import EmbeddedRedis
+from wsauth.shared.state.replay import AsyncReplayGuard, ReplayGuard, async_client, sync_client
 
 
 def _welcome(ws: Any) -> dict[str, Any]:

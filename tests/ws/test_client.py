@@ -23,11 +23,11 @@ import pytest
 from click.testing import CliRunner
 from websockets.sync.client import connect as ws_connect
 
-from shared.config import Settings
 from tests.support.gateway_server import GatewayHandle
 from tests.ws.conftest import Tokens
-from ws.cli import connect as connect_command
-from ws.client import ClientError, connect, fetch_token
+from wsauth.shared.core.config import Settings
+from wsauth.ws.cli import connect as connect_command
+from wsauth.ws.client import ClientError, connect, fetch_token
 
 CLIENT_ID = "svc-reports"
 CLIENT_SECRET = "s3cret-value-for-tests"

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from shared.errors import BadRequest, MultipleTokens, OriginNotAllowed, TokenMissing
-from ws.handshake import (
+from wsauth.shared.core.errors import BadRequest, MultipleTokens, OriginNotAllowed, TokenMissing
+from wsauth.ws.handshake import (
     MAX_SUBPROTOCOLS,
     TokenSource,
     check_origin,

@@ -26,16 +26,16 @@ from jwt.algorithms import RSAAlgorithm
 from websockets.sync.client import connect
 from websockets.typing import Subprotocol
 
-from shared.config import Settings
-from shared.errors import ConfigError
-from shared.keyset import Keyset, SigningKey
-from shared.keystore import KeyStore
 from tests.support.gateway_server import GatewayHandle, run_gateway
 from tests.support.issuer_server import run_issuer
 from tests.support.polling import wait_until as poll
 from tests.ws.conftest import Tokens, refusal
-from ws.app import make_app
-from ws.jwks_url import MAX_SIZE, UrlKeysetSource
+from wsauth.shared.core.config import Settings
+from wsauth.shared.core.errors import ConfigError
+from wsauth.shared.core.keyset import Keyset, SigningKey
+from wsauth.shared.store.keystore import KeyStore
+from wsauth.ws.app import make_app
+from wsauth.ws.jwks_url import MAX_SIZE, UrlKeysetSource
 
 # --- a JWKS server that counts fetches and answers what the test says -------------
 

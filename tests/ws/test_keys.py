@@ -13,9 +13,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from shared.keyset import Keyset, SigningKey
-from shared.keystore import KeyStore
-from ws.keys import FileKeysetSource
+from wsauth.shared.core.keyset import Keyset, SigningKey
+from wsauth.shared.store.keystore import KeyStore
+from wsauth.ws.keys import FileKeysetSource
 
 NOW = 1_000_000.0
 

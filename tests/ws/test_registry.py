@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ws.registry import ConnectionRegistry
+from wsauth.ws.registry import ConnectionRegistry
 
 
 def test_registry_finds_connections_by_sub_and_by_sid() -> None:

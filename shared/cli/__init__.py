@@ -1,0 +1,1 @@
+"""The ``wsauth`` command line: the group, ``keys``, ``push``/``revoke`` and ``dev``."""

@@ -1,0 +1,102 @@
+"""``wsauth push`` (send a message to a user) and ``wsauth revoke`` (close a user's or a session's
+connections), straight through Redis: no issuer needed, only ``WSAUTH_REDIS_URL`` and
+``WSAUTH_REDIS_PREFIX``.
+
+Both print what happened (``--json`` for machines) and exit 0, also when no
+gateway was listening; bad input or Redis down is one line on stderr and exit
+status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from wsauth.shared.cli.main import echo_json, fail, load_cli_settings, settings_options
+from wsauth.shared.core.errors import WsAuthError
+from wsauth.shared.state.events import publish_push
+from wsauth.shared.state.replay import sync_client
+from wsauth.shared.state.sessions import Revocation, revoke_session, revoke_subject
+
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def _nodes(count: int) -> str:
+    return f"{count} gateway node{'' if count == 1 else 's'}"
+
+
+@click.command()
+@click.argument("sub")
+@click.argument("message", metavar="JSON")
+@_json_option
+@settings_options
+def push(sub: str, message: str, as_json: bool) -> None:
+    """Send JSON (any JSON value; - reads stdin) to every live connection of user SUB.
+
+    A user with no live connection is not an error: nobody receives it.
+    """
+    text = sys.stdin.read() if message == "-" else message
+    try:
+        data: Any = json.loads(text)
+    except json.JSONDecodeError as error:
+        fail(f"JSON: not valid JSON ({error.msg} at position {error.pos})")
+    settings = load_cli_settings()
+    client = sync_client(settings.effective_redis_url, timeout=settings.redis_timeout)
+    try:
+        nodes = publish_push(client, settings.redis_prefix, sub, data)
+    except WsAuthError as error:
+        fail(f"{error.code}: {error.detail or error.code}")
+    finally:
+        client.close()
+    if as_json:
+        echo_json({"sub": sub, "delivered_to_nodes": nodes})
+    else:
+        click.echo(f"pushed to {sub}: received by {_nodes(nodes)}")
+
+
+@click.command()
+@click.option("--sub", default=None, help="Close every connection of this user (a kick).")
+@click.option(
+    "--sid",
+    default=None,
+    help="Revoke this issuer session: its cookie stops minting, its unused tokens are "
+    "deleted, its connections closed.",
+)
+@_json_option
+@settings_options
+def revoke(sub: str | None, sid: str | None, as_json: bool) -> None:
+    """Close live connections with 4001 (revoked) on every gateway node: by --sub and/or --sid."""
+    if sub is None and sid is None:
+        fail("give --sub USER or --sid SESSION (or both)")
+    settings = load_cli_settings()
+    client = sync_client(settings.effective_redis_url, timeout=settings.redis_timeout)
+    done: dict[str, Revocation] = {}
+    try:
+        if sub is not None:
+            done["sub"] = revoke_subject(client, settings.redis_prefix, sub)
+        if sid is not None:
+            done["sid"] = revoke_session(client, settings.redis_prefix, sid)
+    except WsAuthError as error:
+        fail(f"{error.code}: {error.detail or error.code}")
+    finally:
+        client.close()
+    if as_json:
+        echo_json(
+            {
+                kind: {
+                    "value": sub if kind == "sub" else sid,
+                    "delivered_to_nodes": result.nodes,
+                    "tokens_deleted": result.tokens_deleted,
+                }
+                for kind, result in done.items()
+            }
+        )
+        return
+    for kind, result in done.items():
+        line = f"revoked {kind}={sub if kind == 'sub' else sid}: received by {_nodes(result.nodes)}"
+        if kind == "sid":
+            line += f", {result.tokens_deleted} unused token(s) deleted"
+        click.echo(line)

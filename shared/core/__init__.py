@@ -1,0 +1,1 @@
+"""The pure core: settings, token format, keyset, errors, client addresses. No I/O."""

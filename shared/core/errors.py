@@ -1,0 +1,205 @@
+"""The one exception tree of wsauth.
+
+Every error carries a stable machine ``code``: it is the ``{"error": code}``
+body a client sees and the ``reason`` field of the log line. Details that help
+an operator go in attributes, never into the client's answer, and never the
+token itself.
+
+::
+
+    WsAuthError
+    ├── InvalidToken                401
+    │   ├── TokenMissing            token_missing
+    │   ├── TokenTooLarge           token_too_large
+    │   ├── MalformedToken          token_malformed
+    │   ├── HeaderNotAllowed        header_not_allowed
+    │   ├── WrongTokenType          wrong_typ
+    │   ├── UnknownKey              unknown_kid
+    │   ├── AlgorithmNotAllowed     alg_not_allowed
+    │   ├── BadSignature            bad_signature
+    │   ├── InvalidClaims           invalid_claims
+    │   ├── Expired                 token_expired
+    │   ├── NotYetValid             token_not_yet_valid
+    │   ├── LifetimeTooLong         lifetime_too_long
+    │   ├── WrongIssuer             wrong_issuer
+    │   ├── WrongAudience           wrong_audience
+    │   └── Replayed                token_replayed
+    ├── BadRequest                  400
+    │   ├── MultipleTokens          multiple_tokens
+    │   ├── BadEvent                bad_event (push/revoke event malformed)
+    │   └── EventTooLarge           413  event_too_large
+    ├── NotAuthenticated            401  not_authenticated (issuer: no session / bad credentials)
+    ├── Forbidden                   403  forbidden (e.g. an API client without the push permission)
+    │   ├── OriginNotAllowed        origin_not_allowed
+    │   └── CsrfRejected            csrf_rejected
+    ├── RateLimited                 429  rate_limited (``retry_after`` seconds)
+    ├── Unavailable                 503  redis_unavailable / no_signing_key
+    ├── ConfigError                      bad_config (start-up; never an HTTP answer)
+    └── KeyStoreError                    key_store (CLI; exit status 2)
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class WsAuthError(Exception):
+    """Root of every wsauth error."""
+
+    code: ClassVar[str] = "error"
+    status: ClassVar[int] = 500
+
+    def __init__(self, detail: str = "", **context: object) -> None:
+        super().__init__(detail or self.code)
+        self.detail = detail
+        self.context = context
+
+
+class InvalidToken(WsAuthError):
+    """The token cannot be accepted. The subclass says why."""
+
+    code = "invalid_token"
+    status = 401
+
+
+class TokenMissing(InvalidToken):
+    code = "token_missing"
+
+
+class TokenTooLarge(InvalidToken):
+    code = "token_too_large"
+
+
+class MalformedToken(InvalidToken):
+    code = "token_malformed"
+
+
+class HeaderNotAllowed(InvalidToken):
+    code = "header_not_allowed"
+
+
+class WrongTokenType(InvalidToken):
+    code = "wrong_typ"
+
+
+class UnknownKey(InvalidToken):
+    code = "unknown_kid"
+
+
+class AlgorithmNotAllowed(InvalidToken):
+    code = "alg_not_allowed"
+
+
+class BadSignature(InvalidToken):
+    code = "bad_signature"
+
+
+class InvalidClaims(InvalidToken):
+    code = "invalid_claims"
+
+
+class Expired(InvalidToken):
+    code = "token_expired"
+
+
+class NotYetValid(InvalidToken):
+    code = "token_not_yet_valid"
+
+
+class LifetimeTooLong(InvalidToken):
+    code = "lifetime_too_long"
+
+
+class WrongIssuer(InvalidToken):
+    code = "wrong_issuer"
+
+
+class WrongAudience(InvalidToken):
+    code = "wrong_audience"
+
+
+class Replayed(InvalidToken):
+    """The jti was already consumed, has expired from Redis, or was never issued."""
+
+    code = "token_replayed"
+
+
+class BadRequest(WsAuthError):
+    code = "bad_request"
+    status = 400
+
+
+class MultipleTokens(BadRequest):
+    code = "multiple_tokens"
+
+
+class BadEvent(BadRequest):
+    """A push or revoke event is not what :mod:`wsauth.shared.state.events` defines."""
+
+    code = "bad_event"
+
+
+class EventTooLarge(BadRequest):
+    """An encoded event is over :data:`wsauth.shared.state.events.MAX_EVENT_BYTES`."""
+
+    code = "event_too_large"
+    status = 413
+
+
+class NotAuthenticated(WsAuthError):
+    """The issuer does not know who is asking (no session, wrong credentials)."""
+
+    code = "not_authenticated"
+    status = 401
+
+
+class Forbidden(WsAuthError):
+    code = "forbidden"
+    status = 403
+
+
+class OriginNotAllowed(Forbidden):
+    code = "origin_not_allowed"
+
+
+class CsrfRejected(Forbidden):
+    code = "csrf_rejected"
+
+
+class RateLimited(WsAuthError):
+    """Too many requests from one client IP or principal; retry after ``retry_after`` s."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, detail: str = "", *, retry_after: int = 1, **context: object) -> None:
+        super().__init__(detail, retry_after=retry_after, **context)
+        self.retry_after = max(1, int(retry_after))
+
+
+class Unavailable(WsAuthError):
+    """A dependency (Redis) cannot answer: fail closed."""
+
+    code = "redis_unavailable"
+    status = 503
+
+
+class NoSigningKey(Unavailable):
+    code = "no_signing_key"
+
+
+class ConfigError(WsAuthError):
+    """A setting has a bad value. ``str()`` is one line naming the setting."""
+
+    code = "bad_config"
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"{setting}: {problem}", setting=setting)
+        self.setting = setting
+        self.problem = problem
+
+
+class KeyStoreError(WsAuthError):
+    """A key store operation was refused; the store is unchanged."""
+
+    code = "key_store"

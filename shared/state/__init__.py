@@ -1,0 +1,1 @@
+"""Redis I/O: token records, sessions and revocations, events, connections, the embedded server."""

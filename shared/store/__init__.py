@@ -1,0 +1,1 @@
+"""The key store on disk: atomic writes, key states, the published JWKS."""
