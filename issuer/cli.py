@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import secrets
 import signal
+import socket
 import threading
 from types import FrameType
 
 import click
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import LISTEN_QUEUE, WSGIRequestHandler, make_server
 
 from wsauth.issuer import create_app
 from wsauth.issuer.clients import PUSH, ClientStore, ClientStoreError
@@ -42,6 +43,27 @@ class QuietRequestHandler(WSGIRequestHandler):
         return
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` and listening, for werkzeug's ``fd=``.
+
+    Bound here, not by werkzeug, whose own bind failure prints two lines and
+    exits 1; ``wsauth issuer`` fails as ``wsauth gateway`` does (one line, status 2).
+
+    Raises:
+        OSError: the address is taken, not local, or not allowed.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(LISTEN_QUEUE)
+    except OSError:
+        listener.close()
+        raise
+    return listener
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
@@ -61,17 +83,26 @@ def issuer(host: str, port: int, demo: bool) -> None:
     settings = load_cli_settings()
     configure_logging(settings.log_format or default_format())
     app = create_app(settings)
-    if demo:
+    try:
+        listener = listening_socket(host, port)
+    except OSError as error:
+        get_state(app).close()
+        fail(f"cannot listen on {host}:{port}: {error.strerror or error}")
+    with listener:  # werkzeug serves a duplicate of it
+        server = make_server(
+            host,
+            port,
+            app,
+            threaded=True,
+            request_handler=QuietRequestHandler,
+            fd=listener.fileno(),
+        )
+    if demo:  # only now: a start that fails leaves the demo users' passwords as they were
         users = UserStore.in_dir(settings.keys_dir)
         for name in DEMO_USERS:
             password = secrets.token_urlsafe(12)
             users.set_password(name, password)
             click.echo(f"demo user: {name} / {password}")
-    try:
-        server = make_server(host, port, app, threaded=True, request_handler=QuietRequestHandler)
-    except OSError as error:
-        get_state(app).close()
-        fail(f"cannot listen on {host}:{port}: {error.strerror or error}")
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -81,7 +112,7 @@ def issuer(host: str, port: int, demo: bool) -> None:
     serving = threading.Thread(target=server.serve_forever, name="issuer-http", daemon=True)
     serving.start()
     shown_host = f"[{host}]" if ":" in host else host
-    click.echo(f"issuer listening on http://{shown_host}:{server.server_port}")
+    click.echo(f"issuer listening on http://{shown_host}:{server.port}")
     try:
         while not stop.wait(0.5):
             if not serving.is_alive():  # pragma: no cover - the server loop died

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -146,3 +147,31 @@ def test_issuer_command_serves_demo_users_and_stops_cleanly_on_sigterm(
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
+
+
+@pytest.mark.parametrize("command", [["issuer", "--demo"], ["gateway"]])
+def test_issuer_and_gateway_on_a_busy_port_fail_alike_with_one_line_and_exit_2(
+    command: list[str], settings: Settings, key_store: KeyStore
+) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("WSAUTH_")}
+    env.update(
+        WSAUTH_SECRET_KEY=TEST_SECRET,
+        WSAUTH_REDIS_URL=settings.effective_redis_url,
+        WSAUTH_KEYS_DIR=str(key_store.dir),
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "wsauth", *command, "--port", str(port)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert (done.returncode, done.stdout) == (2, "")
+    # Besides the services' JSON log lines (the gateway logs its keyset first): one line.
+    lines = [line for line in done.stderr.splitlines() if not line.startswith('{"ts"')]
+    assert lines == [f"wsauth: error: cannot listen on 127.0.0.1:{port}: Address already in use"]
+    assert not (key_store.dir / "users.json").exists()  # --demo wrote no password
