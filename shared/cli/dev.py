@@ -117,43 +117,64 @@ def dev(issuer_port: int, gateway_port: int) -> None:
         stopping = True
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    children: dict[str, subprocess.Popen[bytes]] = {}
-    wrote_run_file = False
     try:
         with redis_for(settings.redis_url) as redis_url:
             if not settings.redis_url:
                 click.echo(f"embedded Redis on {redis_url}")
-            env = _child_env(settings, redis_url, secret)
-            for name, command, port in (
-                ("gateway", _command("gateway", "--port", str(gateway_port)), gateway_port),
-                ("issuer", _command("issuer", "--demo", "--port", str(issuer_port)), issuer_port),
-            ):
-                children[name] = subprocess.Popen(command, env=env)  # noqa: S603 - our own script
-                if not _wait_serving(children[name], port, lambda: stopping):
-                    break
-            if not stopping and all(child.poll() is None for child in children.values()):
-                write_run_file(settings.keys_dir, DevRun(os.getpid(), redis_url))
-                wrote_run_file = True
-                click.echo(f"demo page: {settings.issuer}/  (Ctrl-C stops everything)")
-                if not settings.redis_url:
-                    click.echo(
-                        f"wsauth push/revoke in another shell find this Redis through "
-                        f"{run_file(settings.keys_dir)}; other programs need: "
-                        f"export WSAUTH_REDIS_URL={redis_url}"
-                    )
-            while not stopping:
-                exited = [name for name, child in children.items() if child.poll() is not None]
-                if exited:
+            _run_stack(settings, redis_url, secret, issuer_port, gateway_port, lambda: stopping)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    click.echo("stopped")
+
+
+def _run_stack(
+    settings: Settings,
+    redis_url: str,
+    secret: str,
+    issuer_port: int,
+    gateway_port: int,
+    stopping: Callable[[], bool],
+) -> None:
+    """Start the gateway, then the issuer; serve until ``stopping()``; stop both (before
+    their Redis stops)."""
+    env = _child_env(settings, redis_url, secret)
+    commands = {
+        "gateway": (_command("gateway", "--port", str(gateway_port)), gateway_port),
+        "issuer": (_command("issuer", "--demo", "--port", str(issuer_port)), issuer_port),
+    }
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    wrote_run_file = False
+    try:
+        for name, (command, port) in commands.items():
+            children[name] = subprocess.Popen(command, env=env)  # noqa: S603 - our own script
+            if not _wait_serving(children[name], port, stopping):
+                if children[name].poll() is None and not stopping():
                     _stop(list(children.values()))
-                    fail(f"the {exited[0]} exited; stopped the stack")
-                time.sleep(0.2)
+                    fail(
+                        f"the {name} did not answer within {START_TIMEOUT:.0f} s; stopped the stack"
+                    )
+                break
+        if not stopping() and all(child.poll() is None for child in children.values()):
+            write_run_file(settings.keys_dir, DevRun(os.getpid(), redis_url))
+            wrote_run_file = True
+            click.echo(f"demo page: {settings.issuer}/  (Ctrl-C stops everything)")
+            if not settings.redis_url:
+                click.echo(
+                    f"wsauth push and wsauth revoke find this Redis through "
+                    f"{run_file(settings.keys_dir)}; for other programs:\n"
+                    f"  export WSAUTH_REDIS_URL={redis_url}"
+                )
+        while not stopping():
+            exited = [name for name, child in children.items() if child.poll() is not None]
+            if exited:
+                _stop(list(children.values()))
+                fail(f"the {exited[0]} exited; stopped the stack")
+            time.sleep(0.2)
     finally:
         _stop(list(children.values()))
         if wrote_run_file:
             remove_run_file(settings.keys_dir, os.getpid())
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    click.echo("stopped")
 
 
 def _check_free(port: int, keys_dir: Path) -> None:
