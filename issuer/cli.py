@@ -14,6 +14,7 @@ need no coordination.
 from __future__ import annotations
 
 import secrets
+import shlex
 import signal
 import socket
 import threading
@@ -144,9 +145,18 @@ def _store() -> ClientStore:
     help="Also let the client publish to any user with POST /api/push.",
 )
 @_json_option
+@click.option(
+    "--export",
+    "as_export",
+    is_flag=True,
+    help="Print shell lines `export WSAUTH_CLIENT_ID=... WSAUTH_CLIENT_SECRET=...`, "
+    'for eval "$(wsauth clients add NAME --export)"; `wsauth connect` reads them.',
+)
 @settings_options
-def add_client(name: str, allow_push: bool, as_json: bool) -> None:
+def add_client(name: str, allow_push: bool, as_json: bool, as_export: bool) -> None:
     """Register a client called NAME; print its id and secret (shown only this once)."""
+    if as_json and as_export:
+        fail("give --json or --export, not both")
     permissions = frozenset({PUSH}) if allow_push else frozenset()
     try:
         client_id, secret = _store().add(name, permissions=permissions)
@@ -160,6 +170,10 @@ def add_client(name: str, allow_push: bool, as_json: bool) -> None:
                 "permissions": sorted(permissions),
             }
         )
+    elif as_export:
+        click.echo(f"export WSAUTH_CLIENT_ID={shlex.quote(client_id)}")
+        click.echo(f"export WSAUTH_CLIENT_SECRET={shlex.quote(secret)}")
+        click.echo("The secret is shown only now; wsauth keeps just its SHA-256.", err=True)
     else:
         click.echo(f"client_id: {client_id}")
         click.echo(f"client_secret: {secret}")

@@ -175,3 +175,25 @@ def test_issuer_and_gateway_on_a_busy_port_fail_alike_with_one_line_and_exit_2(
     lines = [line for line in done.stderr.splitlines() if not line.startswith('{"ts"')]
     assert lines == [f"wsauth: error: cannot listen on 127.0.0.1:{port}: Address already in use"]
     assert not (key_store.dir / "users.json").exists()  # --demo wrote no password
+
+
+def test_clients_add_export_prints_shell_lines_that_set_the_credentials(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    result = runner.invoke(
+        cli, ["clients", "add", "billing", "--export", "--keys-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    shell = subprocess.run(
+        [
+            "bash",
+            "-c",
+            result.stdout + 'printf "%s\\n%s\\n" "$WSAUTH_CLIENT_ID" "$WSAUTH_CLIENT_SECRET"',
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    client_id, secret = shell.stdout.splitlines()
+    assert ClientStore.in_dir(tmp_path).authenticate(client_id, secret)
+    assert "shown only now" in result.stderr
