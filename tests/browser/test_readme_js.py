@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page
 
 from tests.browser.conftest import ALICE, Stack
 from tests.browser.demo_page import DemoPage
-from tests.docs.test_readme import snippet
+from tests.docs.test_snippets import snippet
 
 ROOT = Path(__file__).resolve().parents[2]
 TUTORIAL = ROOT / "docs" / "tutorials" / "browser.md"
@@ -71,13 +71,26 @@ def test_the_readme_by_hand_snippet_connects_and_logs_the_welcome(page: Page, st
     assert logged == [[{"type": "welcome", "sub": "alice"}]]
 
 
-def test_the_browser_tutorial_console_snippet_is_the_readme_one_and_runs(
-    page: Page, stack: Stack
-) -> None:
+def tutorial_snippet(containing: str) -> str:
     (code,) = [
         text
         for text in re.findall(r"^```js\n(.*?)^```$", TUTORIAL.read_text(), re.M | re.S)
-        if 'fetch("/ws-token"' in text
+        if containing in text
     ]
+    return code
+
+
+def test_the_browser_tutorial_console_snippets_run_and_a_token_works_only_once(
+    page: Page, stack: Stack
+) -> None:
+    """Step 3 connects; step 4, in the same console, reuses its token and is closed (1006)."""
+    # A person pastes step 4 after seeing the welcome; the module waits for it likewise.
+    welcomed = "await new Promise((done) => socket.addEventListener('message', done));\n"
+    code = tutorial_snippet('fetch("/ws-token"') + welcomed + tutorial_snippet("const again")
     logged = run_logged(page, stack, code)
-    assert json.dumps(logged) == json.dumps([[{"type": "welcome", "sub": "alice"}]])
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and ["closed", 1006] not in logged:
+        page.wait_for_timeout(50)
+    assert json.dumps(logged) == json.dumps(
+        [[{"type": "welcome", "sub": "alice"}], ["closed", 1006]]
+    )

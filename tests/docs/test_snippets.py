@@ -1,7 +1,9 @@
-"""The README's snippets run as shown, the way a newcomer runs them: `wsauth dev` in a checkout
-(here a temporary directory whose `.venv` is this virtualenv, so `.venv/bin/wsauth` and
-`./keys` are what the README says), then the snippets in a second shell, without any
-``WSAUTH_*`` variable. Only the ports differ: the README's 8000 and 8765 become free ones.
+"""The snippets of the README and the Python tutorial run as shown, the way a newcomer runs
+them: `wsauth dev` in a checkout (here a temporary directory whose `.venv` is this virtualenv,
+so `.venv/bin/wsauth` and `./keys` are what the docs say), then the snippets in a second
+shell, without any ``WSAUTH_*`` variable. Only the ports differ: the docs' 8000 and 8765
+become free ones (in the snippets, in docs/examples, and as ``WSAUTH_ISSUER`` for commands
+that default to 8000).
 
 The JavaScript snippets run in Chromium on the demo page: tests/browser/test_readme_js.py.
 """
@@ -13,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +27,8 @@ from wsauth.shared.state.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
-FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+PYTHON_TUTORIAL = ROOT / "docs" / "tutorials" / "python-service.md"
+FENCE = re.compile(r"^( *)```(\w*)\n(.*?)^\1```$", re.MULTILINE | re.DOTALL)
 VENV = Path(sys.executable).parent.parent
 
 
@@ -34,8 +38,9 @@ class Snippet:
     text: str
 
 
-def readme_snippets() -> list[Snippet]:
-    return [Snippet(lang, text) for lang, text in FENCE.findall(README.read_text())]
+def readme_snippets(page: Path = README) -> list[Snippet]:
+    found = FENCE.findall(page.read_text())
+    return [Snippet(lang, textwrap.dedent(text)) for _indent, lang, text in found]
 
 
 def snippet(language: str, containing: str) -> str:
@@ -62,6 +67,8 @@ class Checkout:
 @pytest.fixture
 def checkout(tmp_path: Path) -> Iterator[Checkout]:
     (tmp_path / ".venv").symlink_to(VENV, target_is_directory=True)
+    examples = tmp_path / "docs" / "examples"
+    examples.mkdir(parents=True)
     issuer_port, gateway_port = free_port(), free_port()
     process = subprocess.Popen(
         dev_command(issuer_port, gateway_port),
@@ -74,7 +81,10 @@ def checkout(tmp_path: Path) -> Iterator[Checkout]:
     output = Output(process)
     try:
         output.wait_for(r"^demo page: ", timeout=60)
-        yield Checkout(tmp_path, issuer_port, gateway_port)
+        checkout = Checkout(tmp_path, issuer_port, gateway_port)
+        for example in (ROOT / "docs" / "examples").glob("*.py"):
+            (examples / example.name).write_text(checkout.localize(example.read_text()))
+        yield checkout
     finally:
         process.terminate()
         try:
@@ -134,3 +144,36 @@ def test_the_readme_client_push_and_revoke_snippets_run_as_shown_beside_wsauth_d
     assert json.loads(by_hand) == {"type": "welcome", "sub": client_id}
     assert re.fullmatch(r"pushed to alice: received by \d+ gateway nodes?", pushed)
     assert re.fullmatch(r"revoked sub=alice: received by 1 gateway node", revoked)
+
+
+def test_the_python_tutorial_shell_steps_run_as_shown_beside_wsauth_dev(
+    checkout: Checkout,
+) -> None:
+    blocks = [s.text for s in readme_snippets(PYTHON_TUTORIAL) if s.language == "sh"]
+    script = ["exec 2>&1"]
+    for block in blocks:
+        script += ["{", checkout.localize(block), '}; echo "### exit $?"']
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WSAUTH_")}
+    env["WSAUTH_ISSUER"] = f"http://127.0.0.1:{checkout.issuer_port}"  # the default, localized
+    done = subprocess.run(
+        ["bash", "-c", "\n".join(script)],
+        cwd=checkout.path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    outputs = re.split(r"^### exit (\d+)\n", done.stdout, flags=re.MULTILINE)
+    steps = list(zip(outputs[1::2], outputs[0::2], strict=False))
+    assert len(steps) == len(blocks) == 5, done.stdout
+    (registered, shown), (curl, answer), (run, connected), (wrong, refused), (cli, welcome) = steps
+    assert registered == "0", shown
+    notice, client_id = shown.splitlines()
+    assert notice == "The secret is shown only now; wsauth keeps just its SHA-256."
+    assert re.fullmatch(r"c_[0-9a-f]{16}", client_id)
+    assert curl == "0"
+    grant = json.loads(answer)
+    assert (grant["expires_in"], grant["url"]) == (30, f"ws://127.0.0.1:{checkout.gateway_port}/ws")
+    assert (run, connected) == ("0", f"connected as {client_id}\n")
+    assert (wrong, refused) == ("1", "issuer refused: 401 not_authenticated\n")
+    assert (cli, json.loads(welcome)) == ("0", {"type": "welcome", "sub": client_id})
