@@ -80,3 +80,25 @@ def test_python_dash_m_wsauth_is_the_command() -> None:
         [sys.executable, "-m", "wsauth", "--help"], capture_output=True, text=True, check=True
     )
     assert "wsauth: short-lived, single-use tokens" in result.stdout
+
+
+@pytest.mark.parametrize("hook", ["build_wheel", "build_editable"])
+def test_building_the_wheel_or_the_editable_install_prints_no_setuptools_deprecation(
+    hook: str, tmp_path: Path
+) -> None:
+    # The backend's own hooks, as pip calls them (pip -q would hide what they print).
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "always",
+            "-c",
+            f"import setuptools.build_meta as backend; backend.{hook}({str(tmp_path)!r})",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert list(tmp_path.glob("wsauth-*.whl"))
+    assert "SetuptoolsDeprecationWarning" not in done.stdout + done.stderr
