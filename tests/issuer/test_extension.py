@@ -350,3 +350,19 @@ def test_the_extension_gives_the_host_its_issuer_to_revoke_a_user(
         revocation = extension.issuer().revoke(sub="mallory")
     assert revocation.tokens_deleted == 0
     assert redis_client.exists(f"{settings.redis_prefix}revoked_sub:mallory")
+
+
+def test_a_logout_redis_cannot_record_is_503_and_keeps_the_session_id_for_a_retry(
+    settings: Settings,
+) -> None:
+    down = settings.replace(redis_url=f"redis://127.0.0.1:{_closed_port()}/0")
+    app, _extension = host_app(down, check_at_start=False)
+    client = app.test_client()
+    with client.session_transaction() as session:
+        session["_user_id"] = "alice"
+        session[SESSION_KEY] = ["alice", "sid-to-revoke"]
+    answer = client.post("/logout")
+    assert answer.status_code == 503
+    assert answer.get_json() == {"error": "redis_unavailable"}
+    with client.session_transaction() as session:
+        assert session[SESSION_KEY] == ["alice", "sid-to-revoke"]
