@@ -24,7 +24,7 @@ import click
 from werkzeug.serving import LISTEN_QUEUE, WSGIRequestHandler, make_server
 
 from wsauth.issuer import create_app
-from wsauth.issuer.clients import PUSH, ClientStore, ClientStoreError
+from wsauth.issuer.clients import MINT, PUSH, ClientStore, ClientStoreError
 from wsauth.issuer.state import get_state
 from wsauth.issuer.users import UserStore
 from wsauth.shared.cli.main import echo_json, fail, load_cli_settings, settings_options
@@ -144,6 +144,11 @@ def _store() -> ClientStore:
     is_flag=True,
     help="Also let the client publish to any user with POST /api/push.",
 )
+@click.option(
+    "--allow-mint",
+    is_flag=True,
+    help='Also let the client get tokens for any user: POST /api/tokens with {"sub": ...}.',
+)
 @_json_option
 @click.option(
     "--export",
@@ -153,11 +158,15 @@ def _store() -> ClientStore:
     'for eval "$(wsauth clients add NAME --export)"; `wsauth connect` reads them.',
 )
 @settings_options
-def add_client(name: str, allow_push: bool, as_json: bool, as_export: bool) -> None:
+def add_client(
+    name: str, allow_push: bool, allow_mint: bool, as_json: bool, as_export: bool
+) -> None:
     """Register a client called NAME; print its id and secret (shown only this once)."""
     if as_json and as_export:
         fail("give --json or --export, not both")
-    permissions = frozenset({PUSH}) if allow_push else frozenset()
+    permissions = frozenset(
+        permission for permission, granted in ((PUSH, allow_push), (MINT, allow_mint)) if granted
+    )
     try:
         client_id, secret = _store().add(name, permissions=permissions)
     except ClientStoreError as error:

@@ -197,3 +197,16 @@ def test_clients_add_export_prints_shell_lines_that_set_the_credentials(
     client_id, secret = shell.stdout.splitlines()
     assert ClientStore.in_dir(tmp_path).authenticate(client_id, secret)
     assert "shown only now" in result.stderr
+
+
+def test_clients_add_allow_mint_grants_the_mint_permission(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    added = runner.invoke(
+        cli, ["clients", "add", "backend", "--allow-mint", "--json", "--keys-dir", str(tmp_path)]
+    )
+    assert added.exit_code == 0, added.output
+    document = json.loads(added.stdout)
+    assert document["permissions"] == ["mint"]
+    (client,) = ClientStore.in_dir(tmp_path).all()
+    assert client.may("mint") and not client.may("push")
