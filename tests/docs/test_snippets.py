@@ -57,6 +57,8 @@ class Checkout:
     path: Path
     issuer_port: int
     gateway_port: int
+    # What `wsauth dev` prints for other programs: `export WSAUTH_REDIS_URL=...`
+    export_line: str = ""
 
     def localize(self, text: str) -> str:
         """The snippet with this stack's ports instead of the README's."""
@@ -81,7 +83,8 @@ def checkout(tmp_path: Path) -> Iterator[Checkout]:
     output = Output(process)
     try:
         output.wait_for(r"^demo page: ", timeout=60)
-        checkout = Checkout(tmp_path, issuer_port, gateway_port)
+        export = output.wait_for(r"^\s*(export WSAUTH_REDIS_URL=\S+)$", timeout=10).group(1)
+        checkout = Checkout(tmp_path, issuer_port, gateway_port, export)
         for example in (ROOT / "docs" / "examples").glob("*.py"):
             (examples / example.name).write_text(checkout.localize(example.read_text()))
         yield checkout
@@ -99,7 +102,7 @@ def test_every_readme_snippet_is_run_by_a_test() -> None:
     """A new snippet must be added to a test: here, the browser test, or this list."""
     covered = {
         "sh": ["make run", "wsauth clients add", "wsauth push"],
-        "python": ["/api/tokens"],
+        "python": ["/api/tokens", "Issuer(load_settings())"],
         "js": ['from "/static/wsauth.js"', 'fetch("/ws-token"'],
         "": ["──cookie──▶"],  # the diagram
     }
@@ -177,3 +180,42 @@ def test_the_python_tutorial_shell_steps_run_as_shown_beside_wsauth_dev(
     assert (run, connected) == ("0", f"connected as {client_id}\n")
     assert (wrong, refused) == ("1", "issuer refused: 401 not_authenticated\n")
     assert (cli, json.loads(welcome)) == ("0", {"type": "welcome", "sub": client_id})
+
+
+def test_the_readme_issuer_snippet_mints_a_token_that_connects_once_beside_wsauth_dev(
+    checkout: Checkout,
+) -> None:
+    # As shown, then the token used twice: once it connects, then it is spent.
+    program = snippet("python", "Issuer(load_settings())") + textwrap.dedent(
+        """
+        import asyncio, json, websockets
+
+        async def use(token):
+            headers = {"Authorization": f"Bearer {token}"}
+            try:
+                async with websockets.connect(grant.url, additional_headers=headers) as socket:
+                    return json.loads(await socket.recv())
+            except websockets.InvalidStatus as refused:
+                return refused.response.status_code
+
+        print(json.dumps([asyncio.run(use(grant.token)), asyncio.run(use(grant.token))]))
+        """
+    )
+    (checkout.path / "mint.py").write_text(program)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WSAUTH_")}
+    done = subprocess.run(
+        ["bash", "-c", f"{checkout.export_line}\n.venv/bin/python mint.py"],
+        cwd=checkout.path,
+        env={
+            **env,
+            "WSAUTH_ISSUER": f"http://127.0.0.1:{checkout.issuer_port}",
+            "WSAUTH_GATEWAY_URL": f"ws://127.0.0.1:{checkout.gateway_port}/ws",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    welcome, second = json.loads(done.stdout)
+    assert welcome == {"type": "welcome", "sub": "alice"}
+    assert second == 401
