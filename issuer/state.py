@@ -1,4 +1,5 @@
-"""What one issuer app holds: settings, signer, stores. Kept in ``app.extensions``."""
+"""What one issuer app holds: settings, the minting :class:`~wsauth.shared.issuing.Issuer`,
+stores. Kept in ``app.extensions``."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ from pathlib import Path
 from flask import Flask, current_app
 
 from wsauth.issuer.clients import ClientStore
-from wsauth.issuer.files import WatchedFile
 from wsauth.issuer.login import RevokedSessions
-from wsauth.issuer.signer import Signer
 from wsauth.issuer.users import UserStore
 from wsauth.shared.core.config import Settings
+from wsauth.shared.issuing import Issuer
+from wsauth.shared.store.watched import WatchedFile
 
 EXTENSION = "wsauth.issuer"
 
@@ -27,7 +28,8 @@ def _read_optional(path: Path) -> bytes | None:
 @dataclass(frozen=True)
 class IssuerState:
     settings: Settings
-    signer: Signer
+    # The public minting API (wsauth.Issuer): the built-in endpoints mint through it too.
+    signer: Issuer
     users: UserStore
     clients: ClientStore
     revoked: RevokedSessions
@@ -35,7 +37,7 @@ class IssuerState:
 
     @classmethod
     def build(cls, settings: Settings) -> IssuerState:
-        signer = Signer(settings)
+        signer = Issuer(settings)
         return cls(
             settings=settings,
             signer=signer,

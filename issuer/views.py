@@ -60,7 +60,7 @@ from wsauth.shared.core.errors import (
     NoSigningKey,
     NotAuthenticated,
 )
-from wsauth.shared.core.tokens import Claims
+from wsauth.shared.issuing import Grant
 from wsauth.shared.logs import event_fields
 from wsauth.shared.state.events import MAX_EVENT_BYTES, publish_push
 
@@ -180,12 +180,14 @@ def logout() -> BaseResponse:
 # --- tokens -------------------------------------------------------------------
 
 
-def _issue(subject: str, *, sid: str | None, client: str, app: Flask) -> tuple[str, Claims]:
+def _issue(
+    subject: str, *, sid: str | None, client: str, app: Flask, scope: str | None = None
+) -> Grant:
     """Mint and record a token; count it in ``wsauth_issuer_tokens_issued_total{client}``."""
     started = time.perf_counter()
-    token, claims = get_state(app).signer.issue(subject, sid=sid)
+    grant = get_state(app).signer.issue(subject, sid=sid, scope=scope)
     get_metrics(app).issued_token(client, time.perf_counter() - started)
-    return token, claims
+    return grant
 
 
 def _publish(sub: str, data: Any) -> int:
@@ -197,13 +199,14 @@ def _publish(sub: str, data: Any) -> int:
         get_metrics().redis("publish", time.perf_counter() - started)
 
 
-def _token_answer(subject: str, *, client: str, app: Flask, sid: str | None = None) -> Response:
+def _token_answer(
+    subject: str, *, client: str, app: Flask, sid: str | None = None, scope: str | None = None
+) -> Response:
     """The token answer; ``app`` is this request's app, looked up once by the view
     (each ``current_app`` or ``get_state()`` is another context lookup)."""
-    state = get_state(app)
-    token, claims = _issue(subject, sid=sid, client=client, app=app)
+    grant = _issue(subject, sid=sid, client=client, app=app, scope=scope)
     body = _TOKEN_JSON.encode(
-        {"token": token, "expires_in": claims.exp - claims.iat, "url": state.settings.gateway_url}
+        {"token": grant.token, "expires_in": grant.expires_in, "url": grant.url}
     )
     response = Response(body + "\n", content_type="application/json")
     response.headers.add("Cache-Control", "no-store")  # a new answer: nothing to replace
@@ -284,8 +287,7 @@ def ws_token_global() -> str:
     app = unproxied(current_app)
     login = require_login(get_state(app).revoked)
     limit_principal("user", login.user, app=app)
-    token, _claims = _issue(login.user, sid=login.sid, client=BROWSER, app=app)
-    return token
+    return _issue(login.user, sid=login.sid, client=BROWSER, app=app).token
 
 
 # --- the demo page's push button ------------------------------------------------
