@@ -231,3 +231,22 @@ def test_a_misconfiguration_is_one_system_check_error_naming_the_setting(
     assert "\n" not in error.msg
     with pytest.raises(SystemCheckError, match=re.escape(id_)):
         call_command("check")
+
+
+def test_the_token_limit_per_user_is_a_429_with_retry_after(
+    client: Client, use_wsauth: Callable[..., None], redis_client: redis.Redis
+) -> None:
+    use_wsauth(RATE_LIMIT_TOKENS="2/minute")
+    client.force_login(make_user("frank"))
+    csrf = _csrf(client)  # the page rendered the first token
+    assert _fetch_token(client, **csrf).status_code == 200
+    before = set(redis_client.scan_iter("wsauth:jti:*"))
+    answer = _fetch_token(client, **csrf)
+    assert (answer.status_code, answer.json()) == (429, {"error": "rate_limited"})
+    assert 1 <= int(answer["Retry-After"]) <= 60
+    assert _page(client)[1] == ""
+    assert set(redis_client.scan_iter("wsauth:jti:*")) == before
+    # Another user's budget is their own.
+    other = Client(enforce_csrf_checks=True)
+    other.force_login(make_user("grace"))
+    assert _page(other)[1] != ""

@@ -29,9 +29,10 @@ from typing import Any
 from django.conf import settings as django_settings
 from django.utils.module_loading import import_string
 
+from wsauth.django.ratelimit import TokenLimit
 from wsauth.shared.core.config import Settings, load_settings
 from wsauth.shared.core.errors import ConfigError, Forbidden, InvalidClaims, NotAuthenticated
-from wsauth.shared.issuing import Grant, Issuer
+from wsauth.shared.issuing import Grant, Issuer, check_request
 
 __all__ = ["grant_for", "issuer", "reset", "session_id", "wsauth_settings"]
 
@@ -41,6 +42,7 @@ APP_KEYS = ("SUBJECT", "SCOPE")
 
 _lock = threading.Lock()
 _issuer: Issuer | None = None
+_limit: TokenLimit | None = None
 
 
 def _mapping() -> Mapping[str, Any]:
@@ -74,18 +76,21 @@ def issuer() -> Issuer:
     Raises:
         ConfigError: see :func:`wsauth_settings`.
     """
-    global _issuer
+    global _issuer, _limit
     with _lock:
         if _issuer is None:
-            _issuer = Issuer(wsauth_settings())
+            settings = wsauth_settings()
+            minting = Issuer(settings)
+            _limit = TokenLimit.from_settings(settings, redis_client=minting.redis)
+            _issuer = minting
         return _issuer
 
 
 def reset() -> None:
     """Forget the issuer (``settings.WSAUTH`` changed, e.g. ``override_settings`` in tests)."""
-    global _issuer
+    global _issuer, _limit
     with _lock:
-        old, _issuer = _issuer, None
+        old, _issuer, _limit = _issuer, None, None
     if old is not None:
         old.close()
 
@@ -133,6 +138,7 @@ def grant_for(request: Any) -> Grant:
         NotAuthenticated: nobody is logged in.
         Forbidden: the project's ``SUBJECT`` or ``SCOPE`` callable raised or gave a
             value wsauth refuses (logged; no token is minted).
+        RateLimited: the user's ``WSAUTH_RATE_LIMIT_TOKENS`` is spent (429).
         Unavailable, NoSigningKey: Redis did not record it, or no key can sign (503).
         ConfigError: ``settings.WSAUTH`` is invalid.
     """
@@ -146,9 +152,14 @@ def grant_for(request: Any) -> Grant:
     except Exception:
         log.exception("refused to mint for user pk=%s: SUBJECT or SCOPE failed", user.pk)
         raise Forbidden("the project's SUBJECT or SCOPE callable failed") from None
+    sid = session_id(request.session.session_key)
     try:
-        return minting.issue(subject, sid=session_id(request.session.session_key), scope=scope)
+        check_request(subject, sid, scope)
     except InvalidClaims as error:
         # The host's callables gave a bad value: the host's bug, logged, never a token.
         log.error("refused to mint for user pk=%s: %s", user.pk, error)
         raise Forbidden("the project's SUBJECT or SCOPE gave a value wsauth refuses") from None
+    limit = _limit
+    if limit is not None:
+        limit.check(subject)
+    return minting.issue(subject, sid=sid, scope=scope)
