@@ -34,6 +34,7 @@ What the mixin does, step by step, and what a host may override:
     pushes to its ``sub``, revocation of its ``sub``/``sid`` (4001), the maximum age
     (4002) and the heartbeats (ping, 4003). A connection revoked a moment ago is closed
     instead and the host's ``open`` never runs. No ``super().open()`` needed (harmless).
+    ``expires_in`` is then the seconds until the 4002 close (None without a maximum age).
 ``on_message()``
     Counts as a sign of life for the heartbeats, then the host's body runs (only for a
     registered connection). No ``super()`` needed.
@@ -174,6 +175,8 @@ class WsAuthMixin(JsonAnswers, _WebSocketHandler):
     client_gone: bool = False
     liveness: Liveness
     _max_age_timer: object | None = None
+    # Seconds until this connection must re-authenticate (4002); None: no maximum age.
+    expires_in: float | None = None
     # None until open(); then whether the connection was registered (and so
     # whether the host's open/on_message/on_close bodies run).
     _admitted: bool | None = None
@@ -310,17 +313,25 @@ class WsAuthMixin(JsonAnswers, _WebSocketHandler):
                 return False  # revoked a moment ago: closed with 4001
             self._registered = True
             gateway.metrics.connection_count(len(gateway.registry))
-            max_age = gateway.settings.max_connection_age
-            if max_age:
-                self._max_age_timer = tornado.ioloop.IOLoop.current().call_later(
-                    max_age_delay(max_age), self._expire
-                )
+            self.expires_in = self._schedule_max_age(tornado.ioloop.IOLoop.current())
         except Exception:
             log.exception("opening a connection failed")
             self.close(INTERNAL_ERROR, REASONS[INTERNAL_ERROR])
             return False
         self._admitted = True
         return True
+
+    def _schedule_max_age(self, loop: tornado.ioloop.IOLoop) -> float | None:
+        """(Re)start the 4002 deadline; return its delay in seconds (None: no maximum age)."""
+        if self._max_age_timer is not None:
+            loop.remove_timeout(self._max_age_timer)
+            self._max_age_timer = None
+        max_age = self.gateway.settings.max_connection_age
+        if not max_age:
+            return None
+        delay = max_age_delay(max_age)
+        self._max_age_timer = loop.call_later(delay, self._expire)
+        return round(delay, 3)
 
     def _expire(self) -> None:
         self._max_age_timer = None
