@@ -64,7 +64,7 @@ ISSUER_PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("minting: claims, JSON, base64url, jti (shared/core/tokens.py)", ("shared/core/tokens.py",)),
     ("recording the jti: SET NX EX (redis-py)", ("shared/state/replay.py", "redis/")),
     (
-        # WatchedFile (shared/store/watched.py) counts with its caller: clients or the key
+        # WatchedFile (shared/store/watched.py) counts with its caller (client lookup, key lookup)
         "client authentication (issuer/clients.py)",
         ("issuer/clients.py", "issuer/files.py"),
     ),

@@ -22,7 +22,7 @@ import click
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from wsauth.issuer import create_app
-from wsauth.issuer.clients import PUSH, ClientStore, ClientStoreError
+from wsauth.issuer.clients import MINT, PUSH, ClientStore, ClientStoreError
 from wsauth.issuer.state import get_state
 from wsauth.issuer.users import UserStore
 from wsauth.shared.cli.main import echo_json, fail, load_cli_settings, settings_options
@@ -112,11 +112,18 @@ def _store() -> ClientStore:
     is_flag=True,
     help="Also let the client publish to any user with POST /api/push.",
 )
+@click.option(
+    "--allow-mint",
+    is_flag=True,
+    help='Also let the client get tokens for any user: POST /api/tokens with {"sub": ...}.',
+)
 @_json_option
 @settings_options
-def add_client(name: str, allow_push: bool, as_json: bool) -> None:
+def add_client(name: str, allow_push: bool, allow_mint: bool, as_json: bool) -> None:
     """Register a client called NAME; print its id and secret (shown only this once)."""
-    permissions = frozenset({PUSH}) if allow_push else frozenset()
+    permissions = frozenset(
+        permission for permission, granted in ((PUSH, allow_push), (MINT, allow_mint)) if granted
+    )
     try:
         client_id, secret = _store().add(name, permissions=permissions)
     except ClientStoreError as error:

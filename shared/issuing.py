@@ -248,8 +248,10 @@ class Issuer:
         connections closed (4001) on every gateway. A subject: recorded, and
         every connection of it opened with a token minted before now is
         closed (4001) on every gateway; the record (``revoked_sub``) is what
-        gateways check for connections they missed. It is a kick, not a ban:
-        a ban is the host refusing to mint for that user again.
+        gateways check for connections they missed. A subject's unused tokens
+        are not deleted (tokens are indexed by session only): they expire
+        within the token lifetime. It is a kick, not a ban: a ban is the host
+        refusing to mint for that user again.
 
         Raises:
             InvalidClaims: neither or both given, or the value is not a valid sub/sid.

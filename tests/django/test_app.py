@@ -175,7 +175,7 @@ def test_scope_and_subject_come_from_the_projects_settings(
         {"SCOPE": "tests.django.hosts.bad_scope"},
     ],
 )
-def test_a_host_callable_that_fails_or_gives_a_bad_value_is_a_logged_403_and_no_token(
+def test_a_host_callable_that_fails_or_gives_a_bad_value_is_a_logged_403_host_refused_and_no_token(
     client: Client,
     use_wsauth: Callable[..., None],
     options: dict[str, str],
@@ -185,7 +185,7 @@ def test_a_host_callable_that_fails_or_gives_a_bad_value_is_a_logged_403_and_no_
     use_wsauth(**options)
     client.force_login(make_user("dave"))
     answer = _fetch_token(client, **_csrf(client))
-    assert (answer.status_code, answer.json()) == (403, {"error": "forbidden"})
+    assert (answer.status_code, answer.json()) == (403, {"error": "host_refused"})
     assert _page(client)[1] == ""
     assert list(redis_client.scan_iter("wsauth:jti:*")) == []
     assert [r for r in caplog.records if r.name == "wsauth.django" and r.levelno >= logging.ERROR]

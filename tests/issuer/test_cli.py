@@ -146,3 +146,16 @@ def test_issuer_command_serves_demo_users_and_stops_cleanly_on_sigterm(
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
+
+
+def test_clients_add_allow_mint_grants_the_mint_permission(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    added = runner.invoke(
+        cli, ["clients", "add", "backend", "--allow-mint", "--json", "--keys-dir", str(tmp_path)]
+    )
+    assert added.exit_code == 0, added.output
+    document = json.loads(added.stdout)
+    assert document["permissions"] == ["mint"]
+    (client,) = ClientStore.in_dir(tmp_path).all()
+    assert client.may("mint") and not client.may("push")

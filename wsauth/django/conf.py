@@ -31,7 +31,7 @@ from django.utils.module_loading import import_string
 
 from wsauth.django.ratelimit import TokenLimit
 from wsauth.shared.core.config import Settings, load_settings
-from wsauth.shared.core.errors import ConfigError, Forbidden, InvalidClaims, NotAuthenticated
+from wsauth.shared.core.errors import ConfigError, HostRefused, InvalidClaims, NotAuthenticated
 from wsauth.shared.issuing import Grant, Issuer, check_request
 
 __all__ = ["grant_for", "issuer", "reset", "session_id", "wsauth_settings"]
@@ -136,7 +136,7 @@ def grant_for(request: Any) -> Grant:
 
     Raises:
         NotAuthenticated: nobody is logged in.
-        Forbidden: the project's ``SUBJECT`` or ``SCOPE`` callable raised or gave a
+        HostRefused: the project's ``SUBJECT`` or ``SCOPE`` callable raised or gave a
             value wsauth refuses (logged; no token is minted).
         RateLimited: the user's ``WSAUTH_RATE_LIMIT_TOKENS`` is spent (429).
         Unavailable, NoSigningKey: Redis did not record it, or no key can sign (503).
@@ -151,14 +151,14 @@ def grant_for(request: Any) -> Grant:
         subject, scope = subject_of(request), scope_of(request)
     except Exception:
         log.exception("refused to mint for user pk=%s: SUBJECT or SCOPE failed", user.pk)
-        raise Forbidden("the project's SUBJECT or SCOPE callable failed") from None
+        raise HostRefused("the project's SUBJECT or SCOPE callable failed") from None
     sid = session_id(request.session.session_key)
     try:
         check_request(subject, sid, scope)
     except InvalidClaims as error:
         # The host's callables gave a bad value: the host's bug, logged, never a token.
         log.error("refused to mint for user pk=%s: %s", user.pk, error)
-        raise Forbidden("the project's SUBJECT or SCOPE gave a value wsauth refuses") from None
+        raise HostRefused("the project's SUBJECT or SCOPE gave a value wsauth refuses") from None
     limit = _limit
     if limit is not None:
         limit.check(subject)

@@ -4,7 +4,7 @@ Django's CSRF protection applies (``csrf_protect``, whatever the middleware): a
 page sends its CSRF token in ``X-CSRFToken``. The answer has the shape of the
 built-in issuer's ``/ws-token`` (``{"token", "expires_in", "url"}``, so
 ``wsauth.js`` takes it as is); a refusal is ``{"error": code}`` with its status:
-401 ``not_authenticated``, 403 ``forbidden`` (the project's ``SUBJECT``/``SCOPE``
+401 ``not_authenticated``, 403 ``host_refused`` (the project's ``SUBJECT``/``SCOPE``
 failed), 429 ``rate_limited``, 503 ``redis_unavailable`` / ``no_signing_key``.
 Django's own CSRF refusal is its 403 page.
 """
