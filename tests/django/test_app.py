@@ -250,3 +250,18 @@ def test_the_token_limit_per_user_is_a_429_with_retry_after(
     other = Client(enforce_csrf_checks=True)
     other.force_login(make_user("grace"))
     assert _page(other)[1] != ""
+
+
+def test_a_logout_while_redis_is_down_succeeds_and_logs_the_failed_revocation(
+    client: Client, use_wsauth: Callable[..., None], caplog: pytest.LogCaptureFixture
+) -> None:
+    client.force_login(make_user("heidi"))
+    sid = conf.session_id(client.session.session_key)
+    use_wsauth(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", REDIS_TIMEOUT=1)
+    answer = client.get("/logout")
+    assert (answer.status_code, answer.content) == (200, b"bye")
+    assert "_auth_user_id" not in client.session
+    (record,) = [
+        r for r in caplog.records if r.name == "wsauth.django" and r.levelno >= logging.ERROR
+    ]
+    assert record.getMessage().startswith(f"logout: revoking sid={sid} failed: redis_unavailable")
