@@ -149,6 +149,24 @@ def test_the_host_handler_refuses_like_the_gateway_and_never_opens(
     assert b'wsauth_gateway_handshakes_total{outcome="token_replayed"} 1.0' in body
 
 
+def test_the_handshake_rate_limit_applies_to_the_host_handler_with_429_and_retry_after(
+    make_settings: Callable[..., Settings], make_host: Callable[..., Any], tokens: Tokens
+) -> None:
+    with make_host(make_settings(rate_limit_handshakes="2/minute")) as host:
+        assert refusal(host.url("/chat")).status == 401
+        assert refusal(host.url("/chat")).status == 401
+        over = refusal(host.url("/chat"))
+        assert (over.status, over.error) == (429, "rate_limited")
+        assert int(over.headers["retry-after"]) >= 1
+        # Blocked before the token is looked at: a good token is refused and stays unspent.
+        token, claims = tokens.issue()
+        blocked = refusal(
+            host.url("/chat"), additional_headers={"Authorization": f"Bearer {token}"}
+        )
+        assert blocked.status == 429
+        assert tokens.recorded(claims)
+
+
 def test_a_push_reaches_the_host_handlers_connections_of_that_sub(
     host: HostApp, tokens: Tokens, redis_client: redis.Redis
 ) -> None:
