@@ -41,11 +41,18 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("access log line (logging)", ("logging/",)),
     (
         "after the upgrade: welcome message, registry, on_close",
-        ("open (ws/app.py", "open (bench/servers.py", "send (ws/app.py", "registry"),
+        (
+            "open (ws/app.py",
+            "open (ws/handler.py",
+            "_register (ws/handler.py",
+            "open (bench/servers.py",
+            "send (ws/handler.py",
+            "registry",
+        ),
     ),
     (
-        "gateway handler: request id, metrics, access fields (ws/app.py)",
-        ("ws/app.py", "ws/metrics.py", "prometheus_client/", "shared/logs.py"),
+        "gateway handler: request id, metrics, access fields (ws/app.py, ws/handler.py)",
+        ("ws/app.py", "ws/handler.py", "ws/metrics.py", "prometheus_client/", "shared/logs.py"),
     ),
     ("Tornado HTTP and WebSocket handshake", ("tornado/",)),
 )

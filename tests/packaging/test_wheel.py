@@ -50,6 +50,10 @@ def test_wheel_holds_every_part_as_files_with_their_package_data(wheel: zipfile.
         "wsauth/issuer/templates/index.html",
         "wsauth/issuer/openapi.yaml",
         "wsauth/ws/app.py",
+        "wsauth/ws/handler.py",
+        "wsauth/tornado.py",
+        "wsauth/django/apps.py",
+        "wsauth/django/templatetags/wsauth.py",
     ):
         assert expected in names
     assert not any(
@@ -102,3 +106,13 @@ def test_building_the_wheel_or_the_editable_install_prints_no_setuptools_depreca
     )
     assert list(tmp_path.glob("wsauth-*.whl"))
     assert "SetuptoolsDeprecationWarning" not in done.stdout + done.stderr
+
+
+def test_wheel_offers_the_django_extra(wheel: zipfile.ZipFile) -> None:
+    (metadata,) = [n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")]
+    text = wheel.read(metadata).decode()
+    assert "Provides-Extra: django" in text
+    assert any(
+        line.startswith("Requires-Dist: django") and 'extra == "django"' in line
+        for line in text.splitlines()
+    )
