@@ -34,11 +34,12 @@ from typing import Any, Protocol
 
 import redis.asyncio
 
+from wsauth.shared.core.channels import check_channel
 from wsauth.shared.core.config import MAX_TOKEN_TTL, Settings
 from wsauth.shared.core.errors import InvalidToken, TokenTooLarge
 from wsauth.shared.core.proxies import client_address, rate_key
 from wsauth.shared.core.tokens import MAX_TOKEN_BYTES, Claims, verify
-from wsauth.shared.state.events import Event, Push, Revoke, socket_message
+from wsauth.shared.state.events import Event, Message, Push, Revoke, socket_message
 from wsauth.shared.state.replay import AsyncReplayGuard, async_client
 from wsauth.shared.state.sessions import revoked_session_key, revoked_subject_key
 from wsauth.ws.fanout import Fanout, subscriber_client
@@ -298,11 +299,40 @@ class Gateway:
         self.registry.add(connection, sub=claims.sub, sid=claims.sid)
         return True
 
+    def join(self, connection: Connection, channel: str) -> None:
+        """From now on, send ``connection`` every message of ``channel`` (idempotent).
+
+        A connection that is not registered (closed, or never admitted) joins
+        nothing. Authorization (the scope) is the caller's decision; this only
+        checks the name. A connection that closes leaves all its channels.
+
+        Raises:
+            BadChannel: ``channel`` is outside the channel grammar.
+        """
+        self.registry.join(connection, check_channel(channel))
+
+    def leave(self, connection: Connection, channel: str) -> None:
+        """Stop sending ``connection`` the messages of ``channel`` (idempotent).
+
+        Raises:
+            BadChannel: ``channel`` is outside the channel grammar.
+        """
+        self.registry.leave(connection, check_channel(channel))
+
+    async def synced(self) -> None:
+        """Return once Redis has applied every join, leave, open and close made so far:
+        from then on, a message published to a channel joined before the call reaches
+        this node. Returns at once while the subscription is down (nothing would)."""
+        return None
+
     def dispatch(self, event: Event) -> int:
         """Apply an event to this node's connections; return how many it reached."""
         if isinstance(event, Push):
             self.metrics.events.labels("push").inc()
             return self.deliver(event)
+        if isinstance(event, Message):
+            self.metrics.events.labels("message").inc()
+            return self.deliver_message(event)
         self.metrics.events.labels("revoke").inc()
         return self.revoke(event)
 
@@ -315,6 +345,16 @@ class Gateway:
                 connection.send(message)
             self.metrics.pushes.inc(len(connections))
         return len(connections)
+
+    def deliver_message(self, message: Message) -> int:
+        """Send ``message`` to every connection here that joined its channel."""
+        members = self.registry.members(message.channel)
+        if members:
+            frame = socket_message(message)
+            for connection in members:
+                connection.send(frame)
+            self.metrics.pushes.inc(len(members))
+        return len(members)
 
     def revoke(self, revocation: Revoke) -> int:
         """Close the connections of the revoked sub or sid with 4001; remember it a while."""

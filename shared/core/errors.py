@@ -27,6 +27,7 @@ token itself.
     ├── BadRequest                  400
     │   ├── MultipleTokens          multiple_tokens
     │   ├── BadEvent                bad_event (push/revoke event malformed)
+    │   ├── BadChannel              bad_channel (a channel name outside the grammar)
     │   └── EventTooLarge           413  event_too_large
     ├── NotAuthenticated            401  not_authenticated (issuer: no session / bad credentials)
     ├── Forbidden                   403  forbidden (e.g. an API client without the push permission)
@@ -137,6 +138,12 @@ class BadEvent(BadRequest):
     """A push or revoke event is not what :mod:`wsauth.shared.state.events` defines."""
 
     code = "bad_event"
+
+
+class BadChannel(BadRequest):
+    """A channel name outside :data:`wsauth.shared.core.channels.CHANNEL_PATTERN`."""
+
+    code = "bad_channel"
 
 
 class EventTooLarge(BadRequest):
