@@ -183,9 +183,14 @@ def logout() -> BaseResponse:
 def _issue(subject: str, *, sid: str | None, client: str, app: Flask) -> tuple[str, Claims]:
     """Mint and record a token; count it in ``wsauth_issuer_tokens_issued_total{client}``."""
     started = time.perf_counter()
-    token, claims = get_state(app).signer.issue(subject, sid=sid)
+    token, claims = get_state(app).signer.issue(subject, sid=sid, scope=_scope_for(client))
     get_metrics(app).issued_token(client, time.perf_counter() - started)
     return token, claims
+
+
+def _scope_for(client: str) -> str | None:
+    """The demo grants browser users the channel ``demo`` (docs/reference/protocol.md)."""
+    return "sub:demo pub:demo" if client == BROWSER else None
 
 
 def _publish(sub: str, data: Any) -> int:
