@@ -48,6 +48,7 @@ export const CloseCode = Object.freeze({
   REVOKED: 4001,
   REAUTHENTICATE: 4002,
   IDLE: 4003,
+  TOO_SLOW: 4004,
 });
 
 /** The subprotocol the gateway selects; the token rides in a second, "wsauth.bearer.<token>". */
