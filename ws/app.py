@@ -271,8 +271,10 @@ class GatewaySocket(_JsonHandler, tornado.websocket.WebSocketHandler):
             self.close(INTERNAL_ERROR, REASONS[INTERNAL_ERROR])
             return
         # Not awaited (nothing waits on it); if the client left at once, on_close
-        # unregisters it and send() drops the message.
-        self.send(json.dumps({"type": "welcome", "sub": self.claims.sub}))
+        # unregisters it and send() drops the message. Sent once this node's topic
+        # subscriptions include the user's, so a push after the welcome arrives.
+        welcome = json.dumps({"type": "welcome", "sub": self.claims.sub})
+        self.gateway.when_synced(lambda: self.send(welcome))
 
     def _expire(self) -> None:
         self._max_age_timer = None
