@@ -284,8 +284,10 @@ class GatewaySocket(_JsonHandler, tornado.websocket.WebSocketHandler):
             self.close(INTERNAL_ERROR, REASONS[INTERNAL_ERROR])
             return
         # Not awaited (nothing waits on it); if the client left at once, on_close
-        # unregisters it and send() drops the message.
-        self.send(welcome(self.claims.sub, expires_in=expires_in))
+        # unregisters it and send() drops the message. Sent once this node's topic
+        # subscriptions include the user's, so a push after the welcome arrives.
+        frame = welcome(self.claims.sub, expires_in=expires_in)
+        self.gateway.when_synced(lambda: self.send(frame))
 
     def _schedule_max_age(self, loop: tornado.ioloop.IOLoop) -> float | None:
         """(Re)start the 4002 deadline; return its delay in seconds (None: no maximum age)."""
