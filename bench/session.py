@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import datetime
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -196,7 +197,9 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"{results['date']}; {host['cpu']} ({host['cores']} cores), Python {host['python']}, "
         f"commit {host['commit']}. `python -m bench.session`; one `wsauth gateway` process, "
-        "one embedded Redis, the clients in another process on the same cores.",
+        "one embedded Redis, the clients in another process on the same cores; load average "
+        f"{results['load_average_1min_before']} when it started (a shared machine: absolute "
+        "figures move with it, the ratios measured side by side much less).",
         "",
         "| operation | count | gateway CPU per op | client p50 |",
         "|---|---|---|---|",
@@ -241,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         per_round, rounds, concurrency, connections, channels = 400, 5, 20, 200, 50
         out = args.out or RESULTS
     raise_fd_limit(connections + 256)
+    load_before = round(os.getloadavg()[0], 2)  # the machine is shared: say how busy it was
     with environment() as env:
         server = env.server("wsauth", WSAUTH_PING_INTERVAL="120")
         with server:
@@ -253,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": report.machine(),
+        "load_average_1min_before": load_before,
         "smoke": args.smoke,
         "refresh": refresh,
         "memory": memory,
