@@ -191,15 +191,18 @@ class Session:
 
         Never raises: every refusal is a reply.
         """
+        # Every frame counts, a malformed one too: else garbage would be a free flood.
+        allowed = self._bucket.take(self._now())
         try:
             command = protocol.parse_command(frame)
         except WsAuthError as error:
-            self._reply_error(protocol.command_id_of(error), error)
+            if allowed:
+                self._reply_error(protocol.command_id_of(error), error)
+            else:
+                self._rate_limited(protocol.command_id_of(error))
             return None
-        if not self._bucket.take(self._now()):
-            self._reply_error(
-                command.id, RateLimited(), retry_after=round(self._bucket.retry_after(), 3)
-            )
+        if not allowed:
+            self._rate_limited(command.id)
             return None
         try:
             return self._run(command)
@@ -328,6 +331,11 @@ class Session:
         except Exception:
             log.exception("a %s command failed", type(command).__name__.lower())
             self.connection.send(protocol.reply_error(command.id, "internal_error"))
+
+    def _rate_limited(self, command_id: protocol.CommandId | None) -> None:
+        self._reply_error(
+            command_id, RateLimited(), retry_after=round(self._bucket.retry_after(), 3)
+        )
 
     def _reply_error(
         self, command_id: protocol.CommandId | None, error: WsAuthError, **fields: Any

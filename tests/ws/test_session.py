@@ -160,6 +160,10 @@ def test_a_flood_of_commands_is_rate_limited_per_connection_only(
         refused = replies[5:]
         assert {reply["error"] for reply in refused} == {"rate_limited"}
         assert all(0 < reply["retry_after"] <= 1 for reply in refused)
+        # Malformed frames count too: garbage is no way around the limit.
+        flood.send("garbage")
+        reply = next_frame(flood)
+        assert (reply["id"], reply["error"]) == (None, "rate_limited")
         # The other connection is untouched.
         assert command(alice, type="subscribe", id=1, channel="chat:x")["ok"] is True
 
