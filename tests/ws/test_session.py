@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -336,3 +337,20 @@ def test_the_outbox_counts_queued_bytes_until_written() -> None:
     assert outbox.queued(1) is False
     outbox.written(101)
     assert outbox.pending == 0
+
+
+def test_commands_are_counted_by_command_and_outcome(
+    gateway: GatewayHandle, tokens: Tokens
+) -> None:
+    with socket(gateway, tokens.issue(scope=CHAT)[0]) as (ws, _):
+        command(ws, type="subscribe", id=1, channel="chat:a")
+        command(ws, type="subscribe", id=2, channel="news")
+        ws.send("{")
+        next_frame(ws)
+    body = urllib.request.urlopen(f"{gateway.http_url}/metrics", timeout=5).read().decode()  # noqa: S310
+    for line in (
+        'wsauth_gateway_commands_total{command="subscribe",outcome="ok"} 1.0',
+        'wsauth_gateway_commands_total{command="subscribe",outcome="not_granted"} 1.0',
+        'wsauth_gateway_commands_total{command="invalid",outcome="bad_json"} 1.0',
+    ):
+        assert line in body
