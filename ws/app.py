@@ -78,7 +78,7 @@ from wsauth.ws.lifetime import (
 )
 from wsauth.ws.protocol import welcome
 from wsauth.ws.registry import ConnectionRegistry
-from wsauth.ws.session import Limits, Outbox, Session
+from wsauth.ws.session import Limits, OnSend, Outbox, Session
 
 log = logging.getLogger("wsauth.gateway")
 
@@ -213,6 +213,9 @@ class GatewaySocket(_JsonHandler, tornado.websocket.WebSocketHandler):
     # Protocol v1 (wsauth.ws.session): set in open() once the connection is registered.
     session: Session | None = None
     outbox: Outbox | None = None
+    # The hook of a host handler that takes `send` messages itself instead of the inbox
+    # stream: a method taking an InboxMessage, returning None or an awaitable.
+    send_handler: OnSend | None = None
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         try:
@@ -313,6 +316,7 @@ class GatewaySocket(_JsonHandler, tornado.websocket.WebSocketHandler):
             limits=limits,
             now=_loop_time,
             on_refreshed=self._refreshed,
+            on_send=self.send_handler,
         )
 
     def _refreshed(self, claims: Claims) -> float | None:
