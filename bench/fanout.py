@@ -58,8 +58,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # Where a delivery's CPU goes (py-spy frames; the innermost matching frame names the part).
 PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("redis-py: reading and parsing pub/sub messages", ("redis/",)),
-    ("event decode and topic check (events.py, fanout.py)", ("events.py", "ws/fanout.py")),
-    ("deliver loop and registry (ws/gateway.py, ws/registry.py)", ("gateway.py", "registry.py")),
+    (
+        "event decode and topic check (events.py, fanout.py)",
+        ("shared/state/events.py", "ws/fanout.py"),
+    ),
+    (
+        "deliver loop and registry (ws/gateway.py, ws/registry.py)",
+        ("ws/gateway.py", "ws/registry.py"),
+    ),
     ("GatewaySocket.send: write_message + done callback (ws/app.py)", ("ws/app.py",)),
     ("the baseline's read loop (bench/fanout.py)", ("bench/fanout.py",)),
     ("Tornado: WebSocket framing, IOStream writes", ("tornado/",)),
