@@ -494,8 +494,8 @@ def measure(
     events: int = 20_000,
     subscribers: int = 1000,
     burst: int = 100,
-    paced: int = 30,
-    rate: float = 5.0,
+    paced: int = 16,
+    rate: float = 2.0,
     quiet: bool = False,
     profile: bool = False,
 ) -> dict[str, Any]:
