@@ -55,6 +55,22 @@ from wsauth.shared.core.tokens import mint
 from wsauth.shared.state.events import Push, channel, encode, user_topic
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# Where a delivery's CPU goes (py-spy frames; the innermost matching frame names the part).
+PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("redis-py: reading and parsing pub/sub messages", ("redis/",)),
+    (
+        "event decode and topic check (events.py, fanout.py)",
+        ("shared/state/events.py", "ws/fanout.py"),
+    ),
+    (
+        "deliver loop and registry (ws/gateway.py, ws/registry.py)",
+        ("ws/gateway.py", "ws/registry.py"),
+    ),
+    ("GatewaySocket.send: write_message + done callback (ws/app.py)", ("ws/app.py",)),
+    ("the baseline's read loop (bench/fanout.py)", ("bench/fanout.py",)),
+    ("Tornado: WebSocket framing, IOStream writes", ("tornado/",)),
+)
+OTHER = "asyncio event loop, sockets and the rest"
 BASELINE_CHANNEL = "bench:fanout"
 USER = "fanout-subscriber"
 SAMPLE_EVERY = 10
@@ -351,6 +367,7 @@ def delivery(
     paced: int,
     rate: float,
     log: Callable[[str], None],
+    profile: bool = False,
 ) -> dict[str, Any]:
     """Burst and paced runs of one kind (``baseline`` or ``wsauth``) on two processes."""
     per_process = subscribers // 2
@@ -379,11 +396,22 @@ def delivery(
                 )
                 for index, server in enumerate(servers)
             ]
-            time.sleep(0.5)
+            spy = None
+            raw_path = env.tmp / f"profile-{kind}.raw.txt"
+            if profile and run == "burst":
+                spy = _spy(servers[0].pid, raw_path)
+            time.sleep(0.5 if spy is None else 1.5)  # py-spy attaches
             cpu_before = [server.cpu_seconds() for server in servers]
             first = _publish_all(env.redis, kind, env.settings.redis_prefix, messages, pace)
             stats = [client.finish(messages * per_process) for client in clients]
-            cpu = sum(server.cpu_seconds() for server in servers) - sum(cpu_before)
+            cpu_each = [
+                server.cpu_seconds() - before
+                for server, before in zip(servers, cpu_before, strict=True)
+            ]
+            cpu = sum(cpu_each)
+            if spy is not None:
+                _stop(spy)
+                result["profile"] = _profile(raw_path, cpu_each[0], stats[0]["received"])
             received = sum(item["received"] for item in stats)
             last = max(item["last"] for item in stats)
             latencies = sorted(value for item in stats for value in item["latencies"])
@@ -412,6 +440,44 @@ def delivery(
     return result
 
 
+def _spy(pid: int, raw_path: Path) -> subprocess.Popen[bytes]:
+    from bench.profile import py_spy
+
+    command = [
+        py_spy(), "record", "--pid", str(pid), "--rate", "1000", "--nonblocking",
+        "--format", "raw", "--output", str(raw_path),
+    ]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _stop(spy: subprocess.Popen[bytes]) -> None:
+    spy.send_signal(signal.SIGINT)
+    try:
+        spy.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        spy.kill()
+        spy.wait(timeout=5)
+
+
+def _profile(raw_path: Path, cpu: float, deliveries: int) -> dict[str, Any]:
+    """Per part, µs of CPU per delivery of the profiled process (its samples' share of its CPU)."""
+    from bench.profile import classify
+
+    parts, leaves, total = classify(raw_path.read_text(), PARTS, OTHER)
+    raw_path.unlink()
+    per_delivery = 1e6 * cpu / max(1, deliveries)
+    return {
+        "samples": total,
+        "cpu_us_per_delivery": round(per_delivery, 2),
+        "parts_us": {
+            part: round(per_delivery * count / max(1, total), 2) for part, count in parts.items()
+        },
+        "top_functions": [
+            [name, round(100 * count / max(1, total), 1)] for name, count in leaves.most_common(12)
+        ],
+    }
+
+
 def _percentile(values: list[float], fraction: float) -> float:
     if not values:
         return float("nan")
@@ -427,25 +493,34 @@ def measure(
     *,
     events: int = 20_000,
     subscribers: int = 1000,
-    burst: int = 200,
-    paced: int = 100,
-    rate: float = 20.0,
+    burst: int = 100,
+    paced: int = 16,
+    rate: float = 2.0,
     quiet: bool = False,
+    profile: bool = False,
 ) -> dict[str, Any]:
     def log(message: str) -> None:
         if not quiet:
             print(message, flush=True)
 
     started = time.monotonic()
-    results: dict[str, Any] = {"machine": report.machine()}
+    results: dict[str, Any] = {"machine": report.machine(), "load_before": os.getloadavg()}
     with environment() as env:
         log("gateway CPU per event for users the node does not hold:")
         results["not_held"] = not_held_cost(env, events, log)
         log("delivery, 1 publisher -> subscribers over 2 processes:")
         for kind in ("baseline", "wsauth"):
             results[kind] = delivery(
-                env, kind, subscribers=subscribers, burst=burst, paced=paced, rate=rate, log=log
+                env,
+                kind,
+                subscribers=subscribers,
+                burst=burst,
+                paced=paced,
+                rate=rate,
+                log=log,
+                profile=profile,
             )
+    results["load_after"] = os.getloadavg()
     base, ours = results["baseline"], results["wsauth"]
     results["ratios"] = {
         "delivered_per_s_burst": _ratio(
@@ -476,6 +551,8 @@ def markdown(results: dict[str, Any]) -> str:
         f" redis-py {versions.get('redis')}, tornado {versions.get('tornado')},"
         f" {versions.get('redis-server')}",
         "- `python -m bench --fanout` (bench/fanout.py); one run, both sides of each table in it.",
+        f"- load average (1, 5, 15 min) before: {_load(results['load_before'])}; after:"
+        f" {_load(results['load_after'])} (the machine is shared: figures move with it)",
         "",
         "## Gateway CPU per event for users the node does not hold",
         "",
@@ -526,7 +603,36 @@ def markdown(results: dict[str, Any]) -> str:
         " (target ≥ 0.8x).",
         "",
     ]
+    if "profile" in base and "profile" in ours:
+        lines += _profile_table(base["profile"], ours["profile"])
     return "\n".join(lines)
+
+
+def _load(values: Any) -> str:
+    return ", ".join(f"{value:.1f}" for value in values)
+
+
+def _profile_table(base: dict[str, Any], ours: dict[str, Any]) -> list[str]:
+    parts = [part for part, _needles in PARTS] + [OTHER]
+    lines = [
+        "## Where a delivery's CPU goes (burst, py-spy on one process of each kind)",
+        "",
+        f"On-CPU samples at 1 kHz ({base['samples']} baseline, {ours['samples']} wsauth),"
+        " each part's share of the process's CPU per delivery.",
+        "",
+        "| part | baseline µs | wsauth µs |",
+        "|---|---:|---:|",
+    ]
+    for part in parts:
+        b, o = base["parts_us"].get(part, 0.0), ours["parts_us"].get(part, 0.0)
+        if b or o:
+            lines.append(f"| {part} | {b} | {o} |")
+    totals = f"{base['cpu_us_per_delivery']} | {ours['cpu_us_per_delivery']}"
+    lines.append(f"| **total per delivery** | {totals} |")
+    lines += ["", "Top functions of wsauth (self time, % of samples):", ""]
+    lines += [f"- {share} % {name}" for name, share in ours["top_functions"]]
+    lines.append("")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -540,6 +646,7 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run")
     run.add_argument("--out", type=Path, default=RESULTS)
     run.add_argument("--smoke", action="store_true")
+    run.add_argument("--profile", action="store_true", help="py-spy during the burst runs")
     args = parser.parse_args(argv)
     if args.command == "baseline":
         raise_fd_limit(65536)
@@ -547,9 +654,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "client":
         client_main(args.port, args.tokens, args.duration)
     elif args.smoke:
-        measure(args.out, events=500, subscribers=20, burst=10, paced=5)
+        measure(args.out, events=500, subscribers=20, burst=10, paced=5, profile=args.profile)
     else:
-        measure(args.out)
+        measure(args.out, profile=args.profile)
     return 0
 
 

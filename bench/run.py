@@ -6,6 +6,7 @@ python -m bench --only gateway  one part: gateway, issuer, memory, redis, abuse
 python -m bench --profile       profile the wsauth gateway under load (py-spy)
 python -m bench --instructions  instructions per handshake and per token (callgrind)
 python -m bench --fanout        fan-out: CPU per event not held, delivery to 1,000 subscribers
+python -m bench --fanout --profile  the same, with py-spy on one process of each kind
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="gateway and issuer rounds")
     parser.add_argument("--handshakes", type=int, help="handshakes per gateway round")
     args = parser.parse_args(argv)
-    if args.profile:
+    if args.profile and not args.fanout:
         from bench.profile import profile
 
         profile(args.out or RESULTS)
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                 paced=5,
             )
         else:
-            fanout.measure(args.out or RESULTS)
+            fanout.measure(args.out or RESULTS, profile=args.profile)
         return 0
     counts = SMOKE if args.smoke else Counts()
     overrides: dict[str, int] = {}
