@@ -534,6 +534,12 @@ class ReconnectingClient:
         """Stop: close the current connection (1000) and end the iteration."""
         self._closed = True
         self._stopping.set()
+        if self._refresh_timer is not None:
+            self._refresh_timer.cancel()
+            self._refresh_timer = None
+        for task in list(self._tasks):  # a re-subscribe or an automatic refresh under way
+            if task is not asyncio.current_task():
+                task.cancel()
         connection, self._connection = self._connection, None
         if connection is not None:
             await connection.aclose()
