@@ -94,6 +94,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     WsAuth(
         identity=_demo_user,
         session_id=_demo_session,
+        scope=_demo_scope,
         url_prefix="",
         settings=settings,
         check_at_start=False,  # /readyz reports a missing key or Redis; the app still starts
@@ -101,6 +102,11 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     app.extensions[EXTENSION] = IssuerState.build(settings, host_state(app))
     errors.register(app)
     return app
+
+
+def _demo_scope(sub: str) -> str:
+    """The demo grants its users the channel ``demo`` (docs/reference/protocol.md)."""
+    return "sub:demo pub:demo"
 
 
 def _demo_user() -> str | None:

@@ -24,7 +24,7 @@ import click
 from werkzeug.serving import LISTEN_QUEUE, WSGIRequestHandler, make_server
 
 from wsauth.issuer import create_app
-from wsauth.issuer.clients import MINT, PUSH, ClientStore, ClientStoreError
+from wsauth.issuer.clients import MINT, PUBLISH, PUSH, ClientStore, ClientStoreError
 from wsauth.issuer.state import get_state
 from wsauth.issuer.users import UserStore
 from wsauth.shared.cli.main import echo_json, fail, load_cli_settings, settings_options
@@ -130,7 +130,7 @@ def issuer(host: str, port: int, demo: bool) -> None:
 
 @click.group()
 def clients() -> None:
-    """Manage API clients (HTTP Basic credentials for POST /api/tokens and /api/push)."""
+    """Manage API clients (HTTP Basic credentials for POST /api/tokens, /api/push, /api/publish)."""
 
 
 def _store() -> ClientStore:
@@ -149,6 +149,11 @@ def _store() -> ClientStore:
     is_flag=True,
     help='Also let the client get tokens for any user: POST /api/tokens with {"sub": ...}.',
 )
+@click.option(
+    "--allow-publish",
+    is_flag=True,
+    help="Also let the client publish to any channel with POST /api/publish.",
+)
 @_json_option
 @click.option(
     "--export",
@@ -159,13 +164,24 @@ def _store() -> ClientStore:
 )
 @settings_options
 def add_client(
-    name: str, allow_push: bool, allow_mint: bool, as_json: bool, as_export: bool
+    name: str,
+    allow_push: bool,
+    allow_mint: bool,
+    allow_publish: bool,
+    as_json: bool,
+    as_export: bool,
 ) -> None:
     """Register a client called NAME; print its id and secret (shown only this once)."""
     if as_json and as_export:
         fail("give --json or --export, not both")
     permissions = frozenset(
-        permission for permission, granted in ((PUSH, allow_push), (MINT, allow_mint)) if granted
+        permission
+        for permission, granted in (
+            (PUSH, allow_push),
+            (MINT, allow_mint),
+            (PUBLISH, allow_publish),
+        )
+        if granted
     )
     try:
         client_id, secret = _store().add(name, permissions=permissions)

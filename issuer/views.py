@@ -22,6 +22,8 @@ path                    method  what
                                 permission) → a token for that user
 ``/api/push``           POST    HTTP Basic (client with the push permission),
                                 ``{"sub", "data"}`` → ``{"delivered_to_nodes": n}``
+``/api/publish``        POST    HTTP Basic (client with the publish permission),
+                                ``{"channel", "data"}`` → ``{"delivered_to_nodes": n}``
 ``/.well-known/jwks.json`` GET  the public keys (``host_bp``)
 ``/healthz``            GET     liveness: the process answers
 ``/readyz``             GET     readiness: Redis and signing key status
@@ -57,7 +59,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from wsauth.issuer import csrf
 from wsauth.issuer.access import note_reason, unproxied
-from wsauth.issuer.clients import CLIENT_ID, MINT, PUSH, ApiClient
+from wsauth.issuer.clients import CLIENT_ID, MINT, PUBLISH, PUSH, ApiClient
 from wsauth.issuer.host import host_state
 from wsauth.issuer.login import current_login, log_in, log_out, require_login
 from wsauth.issuer.metrics import API, BROWSER, get_metrics
@@ -73,7 +75,7 @@ from wsauth.shared.core.errors import (
 )
 from wsauth.shared.issuing import Grant, check_request
 from wsauth.shared.logs import event_fields
-from wsauth.shared.state.events import MAX_EVENT_BYTES, publish_push
+from wsauth.shared.state.events import MAX_EVENT_BYTES, publish_message, publish_push
 
 log = logging.getLogger("wsauth.issuer")
 
@@ -324,6 +326,36 @@ def api_push() -> Response:
         raise BadRequest('the body must be a JSON object {"sub": "...", "data": ...}')
     nodes = _publish(body["sub"], body["data"])
     log.info("push client=%s sub=%s nodes=%d", client.client_id, body["sub"], nodes)
+    return jsonify(delivered_to_nodes=nodes)
+
+
+@bp.post("/api/publish")
+def api_publish() -> Response:
+    """Publish ``{"channel": ..., "data": ...}`` to every connection that joined ``channel``.
+
+    For API clients with the ``publish`` permission (``wsauth clients add NAME
+    --allow-publish``); others get 403 ``forbidden``. Like ``/api/push``: a JSON
+    body, and ``{"delivered_to_nodes": n}`` counts the gateway processes
+    holding a member of the channel, not connections.
+    """
+    client = _api_client()
+    if not client.may(PUBLISH):
+        raise Forbidden(f"client {client.client_id} has no publish permission")
+    if not request.is_json:
+        raise BadRequest("the body must be application/json")
+    request.max_content_length = MAX_EVENT_BYTES + 1024
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("channel"), str) or "data" not in body:
+        raise BadRequest('the body must be a JSON object {"channel": "...", "data": ...}')
+    state = get_state()
+    started = time.perf_counter()
+    try:
+        nodes = publish_message(
+            state.signer.redis, state.settings.redis_prefix, body["channel"], body["data"]
+        )
+    finally:
+        get_metrics().redis("publish", time.perf_counter() - started)
+    log.info("publish client=%s channel=%s nodes=%d", client.client_id, body["channel"], nodes)
     return jsonify(delivered_to_nodes=nodes)
 
 

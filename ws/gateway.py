@@ -15,11 +15,13 @@ next, so a refused request leaves the token's ``jti`` in Redis::
     6. GETDEL of the jti in Redis            401 token_replayed, 503 redis_unavailable
 
 After the upgrade the gateway owns the connection's lifetime (the close codes
-are in :mod:`wsauth.ws.lifetime`): events from the one pub/sub subscription
-(:mod:`wsauth.ws.fanout`) are delivered by :meth:`Gateway.dispatch` — a push to the
-user's connections on this node, a revocation closes the matching ones with
-4001 — and one heartbeat sweep per node pings silent connections and closes
-idle ones with 4003.
+are in :mod:`wsauth.ws.lifetime`): events from pub/sub (:mod:`wsauth.ws.fanout`:
+the broadcast channel, plus the topics of the users and channels this node
+holds, which the registry reports as held and released) are delivered by
+:meth:`Gateway.dispatch` — a push to the user's connections on this node, a
+channel message to the members (:meth:`Gateway.join`), a revocation closes the
+matching ones with 4001 — and one heartbeat sweep per node pings silent
+connections and closes idle ones with 4003.
 """
 
 from __future__ import annotations
@@ -34,11 +36,20 @@ from typing import Any, Protocol
 
 import redis.asyncio
 
+from wsauth.shared.core.channels import check_channel
 from wsauth.shared.core.config import MAX_TOKEN_TTL, Settings
 from wsauth.shared.core.errors import InvalidToken, TokenTooLarge
 from wsauth.shared.core.proxies import client_address, rate_key
 from wsauth.shared.core.tokens import MAX_TOKEN_BYTES, Claims, verify
-from wsauth.shared.state.events import Event, Push, Revoke, socket_message
+from wsauth.shared.state.events import (
+    Event,
+    Message,
+    Push,
+    Revoke,
+    channel_topic,
+    socket_message,
+    user_topic,
+)
 from wsauth.shared.state.replay import AsyncReplayGuard, async_client
 from wsauth.shared.state.sessions import revoked_session_key, revoked_subject_key
 from wsauth.ws.fanout import Fanout, subscriber_client
@@ -57,7 +68,7 @@ from wsauth.ws.lifetime import (
 )
 from wsauth.ws.metrics import GatewayMetrics
 from wsauth.ws.ratelimit import HandshakeLimiter
-from wsauth.ws.registry import ConnectionRegistry
+from wsauth.ws.registry import ConnectionRegistry, Kind
 
 log = logging.getLogger("wsauth.gateway")
 
@@ -132,6 +143,7 @@ class Gateway:
         self.replay = replay
         self.metrics = metrics or GatewayMetrics(keyset_status=self._keyset_status, clock=clock)
         self.registry: ConnectionRegistry[Any] = registry or ConnectionRegistry()
+        self.registry.listener = self  # held / released: the topics to subscribe to
         self.clock = clock
         self.redis = redis_client or async_client(
             settings.effective_redis_url, timeout=settings.redis_timeout
@@ -270,12 +282,19 @@ class Gateway:
             "keyset": keyset["keys"] > 0,
             "pubsub": self.fanout is None or self.fanout.subscribed,
         }
-        return {
+        document = {
             "status": "ok" if all(checks.values()) else "degraded",
             "checks": checks,
             "keyset": keyset,
             "connections": len(self.registry),
         }
+        if self.fanout is not None:
+            # Classic or sharded topics (wsauth.ws.fanout), and why: a Cluster of
+            # Redis < 7 has no sharded pub/sub and falls back to classic.
+            document["pubsub_mode"] = self.fanout.mode
+            document["pubsub_mode_reason"] = self.fanout.mode_reason
+            document["topics"] = len(self.fanout.topics)
+        return document
 
     def _keyset_status(self) -> dict[str, Any]:
         self.keys.refresh(self.clock())
@@ -298,11 +317,70 @@ class Gateway:
         self.registry.add(connection, sub=claims.sub, sid=claims.sid)
         return True
 
+    def join(self, connection: Connection, channel: str) -> None:
+        """From now on, send ``connection`` every message of ``channel`` (idempotent).
+
+        A connection that is not registered (closed, or never admitted) joins
+        nothing. Authorization (the scope) is the caller's decision; this only
+        checks the name. A connection that closes leaves all its channels.
+
+        Raises:
+            BadChannel: ``channel`` is outside the channel grammar.
+        """
+        self.registry.join(connection, check_channel(channel))
+
+    def leave(self, connection: Connection, channel: str) -> None:
+        """Stop sending ``connection`` the messages of ``channel`` (idempotent).
+
+        Raises:
+            BadChannel: ``channel`` is outside the channel grammar.
+        """
+        self.registry.leave(connection, check_channel(channel))
+
+    def held(self, kind: Kind, name: str) -> None:
+        """The registry's first connection of a user or member of a channel: subscribe."""
+        if self.fanout is not None:
+            self.fanout.hold(self._topic(kind, name))
+
+    def released(self, kind: Kind, name: str) -> None:
+        """The registry's last connection of a user or member of a channel left: unsubscribe."""
+        if self.fanout is not None:
+            self.fanout.release(self._topic(kind, name))
+
+    def _topic(self, kind: Kind, name: str) -> str:
+        prefix = self.settings.redis_prefix
+        return user_topic(prefix, name) if kind == "user" else channel_topic(prefix, name)
+
+    def when_synced(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` once Redis has applied every join, leave, open and close made
+        so far (see :meth:`synced`); at once when nothing is pending."""
+        if self.fanout is None:
+            callback()
+        else:
+            self.fanout.when_synced(callback)
+
+    async def synced(self) -> None:
+        """Return once Redis has applied every join, leave, open and close made so far:
+        from then on, a message published to a channel joined (or a push to a user
+        connected) before the call reaches this node. Returns at once while the
+        subscription is down (nothing would)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def finish() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        self.when_synced(finish)
+        await done
+
     def dispatch(self, event: Event) -> int:
         """Apply an event to this node's connections; return how many it reached."""
         if isinstance(event, Push):
             self.metrics.events.labels("push").inc()
             return self.deliver(event)
+        if isinstance(event, Message):
+            self.metrics.events.labels("message").inc()
+            return self.deliver_message(event)
         self.metrics.events.labels("revoke").inc()
         return self.revoke(event)
 
@@ -315,6 +393,16 @@ class Gateway:
                 connection.send(message)
             self.metrics.pushes.inc(len(connections))
         return len(connections)
+
+    def deliver_message(self, message: Message) -> int:
+        """Send ``message`` to every connection here that joined its channel."""
+        members = self.registry.members(message.channel)
+        if members:
+            frame = socket_message(message)
+            for connection in members:
+                connection.send(frame)
+            self.metrics.pushes.inc(len(members))
+        return len(members)
 
     def revoke(self, revocation: Revoke) -> int:
         """Close the connections of the revoked sub or sid with 4001; remember it a while."""
