@@ -233,6 +233,10 @@ class GatewaySocket(_JsonHandler, tornado.websocket.WebSocketHandler):
             ],
             peer=self.request.remote_ip,
             forwarded_for=headers.get_list("X-Forwarded-For"),
+            http_version=self.request.version,
+            content_length=headers.get("Content-Length"),
+            transfer_encoding=headers.get("Transfer-Encoding"),
+            extensions=headers.get("Sec-WebSocket-Extensions"),
         )
 
     def check_origin(self, origin: str) -> bool:
