@@ -125,6 +125,8 @@ class GuardedRequestHandler(WSGIRequestHandler):
         )
         body = json.dumps({"error": reason}).encode()
         self.close_connection = True
+        # A request line that did not parse leaves "HTTP/0.9", which would send no head.
+        self.request_version = "HTTP/1.0"
         with contextlib.suppress(OSError):
             self.send_response_only(code)
             self.send_header("Content-Type", "application/json")
@@ -137,7 +139,6 @@ class GuardedRequestHandler(WSGIRequestHandler):
         # werkzeug's request line holds the whole URI, query string included; the app
         # writes its own access line (wsauth.issuer.access).
         return
-
 
 
 def make_issuer_server(
