@@ -21,8 +21,8 @@ import heapq
 
 __all__ = ["MAX_ENTRIES", "ConsumedJtis"]
 
-# About 56 MB at the measured ~220 bytes an entry (bench/results/admission.md);
-# at 800 accepted handshakes a second and the longest lifetime (305 s with the
+# About 49 MB at the measured 197 bytes an entry (bench/results/admission.md); at
+# 800 accepted handshakes a second and the longest lifetime (305 s with the
 # default leeway) a node needs 244,000.
 MAX_ENTRIES = 250_000
 

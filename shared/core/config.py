@@ -383,9 +383,10 @@ SETTINGS: tuple[Setting, ...] = (
         "header_timeout",
         _float_between(0.5, 60.0),
         "5",
-        "Seconds a client has to send a complete request head (request line and headers) "
-        "to the gateway or to `wsauth issuer` before the connection is closed; separate "
-        "from (and at most) WSAUTH_IDLE_TIMEOUT.",
+        "Seconds a client has, from when the server waits for a request, to send the whole "
+        "request head (request line and headers) to the gateway or to `wsauth issuer`; "
+        "then the connection is closed. Separate from WSAUTH_IDLE_TIMEOUT (the gateway "
+        "applies the shorter of the two to a kept-alive connection).",
         bounds="0.5 to 60",
     ),
     Setting(
