@@ -9,15 +9,20 @@ stderr, naming what is missing and what every request gets until then.
 from __future__ import annotations
 
 import os
-import selectors
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 from tests.conftest import TEST_SECRET
 from wsauth.shared.state.redis_server import EmbeddedRedis, free_port
+
+# The threads reading each process's output, joined before the pipes are closed.
+_PUMPS: dict[int, list[threading.Thread]] = {}
 
 
 def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
@@ -32,21 +37,28 @@ def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
 
 def _lines(process: subprocess.Popen[str], *, until: str, timeout: float = 15.0) -> list[str]:
     """Everything printed until a line containing ``until`` and then a second's quiet."""
-    assert process.stdout is not None and process.stderr is not None
-    selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ)
-    selector.register(process.stderr, selectors.EVENT_READ)
+    received: queue.Queue[str] = queue.Queue()
+
+    def pump(stream: IO[str]) -> None:
+        for line in stream:
+            received.put(line.rstrip("\n"))
+
+    for stream in (process.stdout, process.stderr):
+        assert stream is not None
+        pumping = threading.Thread(target=pump, args=(stream,), daemon=True)
+        pumping.start()
+        _PUMPS.setdefault(process.pid, []).append(pumping)
     lines: list[str] = []
     deadline = time.monotonic() + timeout
     quiet_until: float | None = None
-    while time.monotonic() < (quiet_until or deadline):
-        for key, _ in selector.select(timeout=0.1):
-            line = key.fileobj.readline()  # type: ignore[union-attr]
-            if line:
-                lines.append(line.rstrip("\n"))
-                if until in line and quiet_until is None:
-                    quiet_until = time.monotonic() + 1.0
-    selector.close()
+    while (now := time.monotonic()) < (quiet_until or deadline):
+        try:
+            line = received.get(timeout=max(0.01, (quiet_until or deadline) - now))
+        except queue.Empty:
+            continue
+        lines.append(line)
+        if until in line and quiet_until is None:
+            quiet_until = time.monotonic() + 2.0
     return lines
 
 
@@ -58,6 +70,8 @@ def _stop(process: subprocess.Popen[str]) -> int:
         if process.poll() is None:
             process.kill()
             process.wait(timeout=5)
+        for pumping in _PUMPS.pop(process.pid, []):
+            pumping.join(timeout=5)  # until EOF: the process has exited
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
