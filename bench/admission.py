@@ -263,7 +263,6 @@ async def _main(rounds: int, batch: int) -> dict[str, Any]:
         "added": {field: new[field] - old[field] for field in old},
         "ratio": {field: new[field] / old[field] if old[field] else None for field in old},
         "header_checks_us": _header_checks_us(),
-        "header_timer_us": _head_timer_us(),
         "consumed_bytes_per_entry": _bytes_per_entry(),
         "consumed_max_entries": ConsumedJtis()._max_entries,
         "max_token_lifetime_s": MAX_TOKEN_TTL + settings.leeway,
@@ -327,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     results = asyncio.run(_main(args.rounds, args.batch))
+    results["header_timer_us"] = _head_timer_us()  # runs a loop of its own
     text = markdown(results)
     print(text)
     if not args.no_write:
