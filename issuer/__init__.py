@@ -29,12 +29,14 @@ from typing import Any
 
 from flask import Flask
 
-from wsauth.issuer import access, errors, metrics, ratelimit, views
-from wsauth.issuer.login import SESSION_LIFETIME
+from wsauth.issuer import access, errors, metrics, views
+from wsauth.issuer.extension import WsAuth
+from wsauth.issuer.host import host_state
+from wsauth.issuer.login import SESSION_LIFETIME, current_login, require_login
 from wsauth.issuer.session import CookieSessionInterface
-from wsauth.issuer.state import EXTENSION, IssuerState
+from wsauth.issuer.state import EXTENSION, IssuerState, get_state
 from wsauth.shared.core.config import Settings, load_settings
-from wsauth.shared.core.errors import ConfigError
+from wsauth.shared.core.errors import ConfigError, NotAuthenticated
 from wsauth.shared.logs import configure as configure_logging
 
 __all__ = ["create_app"]
@@ -86,8 +88,37 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     # First: every later hook and log line of a request has its request id.
     access.install(app)
     metrics.install(app, keys_dir=settings.keys_dir)
-    app.extensions[EXTENSION] = IssuerState.build(settings)
     app.register_blueprint(views.bp)
+    # The token endpoint, JWKS and ws_token() are the Flask extension's, as on any host
+    # app; the demo login is the identity. Its init_app also installs the rate limits.
+    WsAuth(
+        identity=_demo_user,
+        session_id=_demo_session,
+        url_prefix="",
+        settings=settings,
+        check_at_start=False,  # /readyz reports a missing key or Redis; the app still starts
+    ).init_app(app)
+    app.extensions[EXTENSION] = IssuerState.build(settings, host_state(app))
     errors.register(app)
-    ratelimit.install(app, settings, redis_client=app.extensions[EXTENSION].signer.redis)
     return app
+
+
+def _demo_user() -> str | None:
+    """The demo login's user, if the session may still mint (wsauth.issuer.login): not
+    logged out, its user not revoked since it logged in, and still in the user store.
+
+    Raises:
+        Unavailable: Redis cannot say whether the session was revoked (503).
+    """
+    if current_login() is None:
+        return None
+    state = get_state()
+    try:
+        return require_login(state.revoked, state.users).user
+    except NotAuthenticated:
+        return None
+
+
+def _demo_session(sub: str) -> str | None:
+    login = current_login()
+    return login.sid if login else None

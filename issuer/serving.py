@@ -142,9 +142,10 @@ class GuardedRequestHandler(WSGIRequestHandler):
 
 
 def make_issuer_server(
-    host: str, port: int, app: Flask, *, header_timeout: float
+    host: str, port: int, app: Flask, *, header_timeout: float, fd: int | None = None
 ) -> BaseWSGIServer:
-    """werkzeug's threaded server for ``app`` with :class:`GuardedRequestHandler`.
+    """werkzeug's threaded server for ``app`` with :class:`GuardedRequestHandler`;
+    ``fd``: a socket already bound and listening (werkzeug serves a duplicate of it).
 
     Raises:
         OSError: the address cannot be bound.
@@ -152,4 +153,4 @@ def make_issuer_server(
     handler = type(
         "IssuerRequestHandler", (GuardedRequestHandler,), {"header_timeout": header_timeout}
     )
-    return make_server(host, port, app, threaded=True, request_handler=handler)
+    return make_server(host, port, app, threaded=True, request_handler=handler, fd=fd)

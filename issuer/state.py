@@ -1,48 +1,43 @@
-"""What one issuer app holds: settings, signer, stores. Kept in ``app.extensions``."""
+"""What one issuer app holds: settings, the minting :class:`~wsauth.shared.issuing.Issuer`,
+stores. Kept in ``app.extensions``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from flask import Flask, current_app
 
 from wsauth.issuer.clients import ClientStore
-from wsauth.issuer.files import WatchedFile
+from wsauth.issuer.host import HostState
 from wsauth.issuer.login import RevokedSessions
-from wsauth.issuer.signer import Signer
 from wsauth.issuer.users import UserStore
 from wsauth.shared.core.config import Settings
+from wsauth.shared.issuing import Issuer
+from wsauth.shared.store.watched import WatchedFile
 
 EXTENSION = "wsauth.issuer"
-
-
-def _read_optional(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
 
 
 @dataclass(frozen=True)
 class IssuerState:
     settings: Settings
-    signer: Signer
+    # The public minting API (wsauth.Issuer): the built-in endpoints mint through it too.
+    signer: Issuer
     users: UserStore
     clients: ClientStore
     revoked: RevokedSessions
     jwks: WatchedFile[bytes | None]
 
     @classmethod
-    def build(cls, settings: Settings) -> IssuerState:
-        signer = Signer(settings)
+    def build(cls, settings: Settings, host: HostState) -> IssuerState:
+        """The built-in app's state, sharing the Flask extension's issuer (one Redis pool)."""
         return cls(
             settings=settings,
-            signer=signer,
+            signer=host.issuer,
             users=UserStore.in_dir(settings.keys_dir),
             clients=ClientStore.in_dir(settings.keys_dir),
-            revoked=RevokedSessions(signer.redis, prefix=settings.redis_prefix),
-            jwks=WatchedFile(settings.keys_dir / "jwks.json", _read_optional),
+            revoked=host.revoked,
+            jwks=host.jwks,
         )
 
     def close(self) -> None:

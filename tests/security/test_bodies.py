@@ -23,7 +23,7 @@ import requests
 from tests.conftest import TEST_SECRET
 from tests.security.support import ServiceLog
 from tests.support.issuer_server import run_issuer
-from wsauth.issuer.clients import PUSH, ClientStore
+from wsauth.issuer.clients import MINT, PUSH, ClientStore
 from wsauth.issuer.users import UserStore
 from wsauth.shared.core.config import Settings, load_settings
 from wsauth.shared.state.redis_server import EmbeddedRedis
@@ -77,7 +77,12 @@ BODIES: dict[str, tuple[bytes, str, str]] = {
 }
 
 # endpoint: the principal it needs (so the request gets as far as reading the body)
-JSON_ENDPOINTS = {"/push-self": "session", "/api/push": "client", "/login": "none"}
+JSON_ENDPOINTS = {
+    "/push-self": "session",
+    "/api/push": "client",
+    "/login": "none",
+    "/api/tokens": "minter",  # a token exchange: {"sub", "sid"?, "scope"?}
+}
 # (/logout without a session: logging the module's session out would change other tests)
 OTHER_POSTS = {"/ws-token": "session", "/api/tokens": "client", "/logout": "none"}
 
@@ -114,9 +119,14 @@ def principals(issuer: tuple[str, Settings]) -> dict[str, dict[str, str]]:
         "svc", permissions=frozenset({PUSH})
     )
     credentials = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    minter_id, minter_secret = ClientStore.in_dir(settings.keys_dir).add(
+        "backend", permissions=frozenset({MINT})
+    )
+    minter = base64.b64encode(f"{minter_id}:{minter_secret}".encode()).decode()
     return {
         "session": {**CSRF, "Cookie": cookie},
         "client": {**CSRF, "Authorization": f"Basic {credentials}"},
+        "minter": {**CSRF, "Authorization": f"Basic {minter}"},
         "none": dict(CSRF),
     }
 
