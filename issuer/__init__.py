@@ -32,11 +32,11 @@ from flask import Flask
 from wsauth.issuer import access, errors, metrics, views
 from wsauth.issuer.extension import WsAuth
 from wsauth.issuer.host import host_state
-from wsauth.issuer.login import SESSION_LIFETIME, current_login
+from wsauth.issuer.login import SESSION_LIFETIME, current_login, require_login
 from wsauth.issuer.session import CookieSessionInterface
-from wsauth.issuer.state import EXTENSION, IssuerState
+from wsauth.issuer.state import EXTENSION, IssuerState, get_state
 from wsauth.shared.core.config import Settings, load_settings
-from wsauth.shared.core.errors import ConfigError
+from wsauth.shared.core.errors import ConfigError, NotAuthenticated
 from wsauth.shared.logs import configure as configure_logging
 
 __all__ = ["create_app"]
@@ -110,8 +110,19 @@ def _demo_scope(sub: str) -> str:
 
 
 def _demo_user() -> str | None:
-    login = current_login()
-    return login.user if login else None
+    """The demo login's user, if the session may still mint (wsauth.issuer.login): not
+    logged out, its user not revoked since it logged in, and still in the user store.
+
+    Raises:
+        Unavailable: Redis cannot say whether the session was revoked (503).
+    """
+    if current_login() is None:
+        return None
+    state = get_state()
+    try:
+        return require_login(state.revoked, state.users).user
+    except NotAuthenticated:
+        return None
 
 
 def _demo_session(sub: str) -> str | None:

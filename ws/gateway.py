@@ -7,12 +7,23 @@ outcome. The steps, in order; a request refused at one step never reaches the
 next, so a refused request leaves the token's ``jti`` in Redis::
 
     0. client not blocked (local table)      429 rate_limited (wsauth.ws.ratelimit)
-    1. Origin allowlist                      403 origin_not_allowed
+    1. Origin allowlist (exact match)        403 origin_not_allowed
     2. well-formed WebSocket handshake       400 bad_request
+       (GET, HTTP/1.1, no body, ASCII values read as Tornado reads them)
     3. exactly one token source              400 bad_request / multiple_tokens, 401 token_missing
     4. size cap (MAX_TOKEN_BYTES)            401 token_too_large
     5. signature and claims (offline)        401 <code of the failure>
-    6. GETDEL of the jti in Redis            401 token_replayed, 503 redis_unavailable
+    6. jti consumed on this node already     401 token_replayed (wsauth.ws.consumed, no Redis)
+    7. GETDEL of the jti in Redis, and in    401 token_replayed, 503 redis_unavailable
+       the same pipeline GET of the records  401 token_revoked
+       revoked_sub:{sub} and revoked_sid:{sid}
+
+Steps 1 to 6 are every refusal wsauth or Tornado can make before the upgrade
+(Tornado's own checks in ``WebSocketHandler.get`` are a subset of step 2's,
+read the same way): nothing refused reaches step 7, so it keeps its ``jti``.
+Step 7's revocation read makes a revocation hold on every node for new
+handshakes, also on a node that started after the revoke event or missed it
+while unsubscribed; a token it refuses is spent (it was revoked anyway).
 
 After the upgrade the gateway owns the connection's lifetime (the close codes
 are in :mod:`wsauth.ws.lifetime`): events from pub/sub (:mod:`wsauth.ws.fanout`:
@@ -38,7 +49,7 @@ import redis.asyncio
 
 from wsauth.shared.core.channels import check_channel
 from wsauth.shared.core.config import MAX_TOKEN_TTL, Settings
-from wsauth.shared.core.errors import InvalidToken, TokenTooLarge
+from wsauth.shared.core.errors import InvalidToken, Replayed, Revoked, TokenTooLarge
 from wsauth.shared.core.proxies import client_address, rate_key
 from wsauth.shared.core.tokens import MAX_TOKEN_BYTES, Claims, verify
 from wsauth.shared.state.events import (
@@ -52,6 +63,7 @@ from wsauth.shared.state.events import (
 )
 from wsauth.shared.state.replay import AsyncReplayGuard, async_client
 from wsauth.shared.state.sessions import revoked_session_key, revoked_subject_key
+from wsauth.ws.consumed import ConsumedJtis
 from wsauth.ws.fanout import Fanout, subscriber_client
 from wsauth.ws.handshake import TokenSource, check_origin, check_websocket_request, extract_token
 from wsauth.ws.keys import KeysetSource
@@ -113,6 +125,11 @@ class HandshakeRequest:
     # who the client is).
     peer: str | None = None
     forwarded_for: list[str] = field(default_factory=list)
+    # The request line's version and the body headers (a handshake has no body).
+    http_version: str = "HTTP/1.1"
+    content_length: str | None = None
+    transfer_encoding: str | None = None
+    extensions: str | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +169,7 @@ class Gateway:
             settings, redis_client=self.redis, clock=clock
         )
         self.revocations = RecentRevocations(horizon=MAX_TOKEN_TTL + settings.leeway)
+        self.consumed = ConsumedJtis()
         self.fanout: Fanout | None = None
         if subscribe:
             self.fanout = Fanout(
@@ -189,6 +207,10 @@ class Gateway:
             version=request.version,
             key=request.key,
             host=request.host,
+            http_version=request.http_version,
+            content_length=request.content_length,
+            transfer_encoding=request.transfer_encoding,
+            extensions=request.extensions,
         )
         found = extract_token(
             subprotocol_headers=request.subprotocol_headers,
@@ -245,18 +267,31 @@ class Gateway:
             raise
 
     async def _authenticate(self, request: HandshakeRequest) -> Admission:
-        """Steps 1 to 6; on success the token is spent.
+        """Steps 1 to 7; on success the token is spent.
 
         Raises:
             WsAuthError: a subclass whose ``status`` and ``code`` are the answer.
         """
         found = self.check_request(request)
         claims = self.verify(found.token)
+        now = self.clock()
+        if self.consumed.seen(claims.jti, now=now):
+            raise Replayed("jti consumed on this node before")
+        prefix = self.settings.redis_prefix
+        records: tuple[str, ...] = (revoked_subject_key(prefix, claims.sub),)
+        if claims.sid is not None:
+            records += (revoked_session_key(prefix, claims.sid),)
         started = time.perf_counter()
         try:
-            await self.replay.consume(claims)
+            revoked = await self.replay.consume(claims, also_get=records)
         finally:
             self.metrics.redis("getdel", time.perf_counter() - started)
+        self.consumed.add(claims.jti, until=claims.exp + self.settings.leeway, now=now)
+        sub_at = revoked[0]
+        if sub_at is not None and claims.iat < _as_time(sub_at):
+            raise Revoked("sub revoked after the token was minted")
+        if len(revoked) > 1 and revoked[1] is not None:
+            raise Revoked("session revoked")
         return Admission(claims, found.source)
 
     def liveness(self) -> dict[str, Any]:

@@ -272,6 +272,10 @@ class WsAuthMixin(JsonAnswers, _WebSocketHandler):
             ],
             peer=self.request.remote_ip,
             forwarded_for=headers.get_list("X-Forwarded-For"),
+            http_version=self.request.version,
+            content_length=headers.get("Content-Length"),
+            transfer_encoding=headers.get("Transfer-Encoding"),
+            extensions=headers.get("Sec-WebSocket-Extensions"),
         )
 
     def check_origin(self, origin: str) -> bool:

@@ -420,6 +420,16 @@ SETTINGS: tuple[Setting, ...] = (
         bounds="1 to 86400",
     ),
     Setting(
+        "header_timeout",
+        _float_between(0.5, 60.0),
+        "5",
+        "Seconds a client has, from when the server waits for a request, to send the whole "
+        "request head (request line and headers) to the gateway or to `wsauth issuer`; "
+        "then the connection is closed. Separate from WSAUTH_IDLE_TIMEOUT (the gateway "
+        "applies the shorter of the two to a kept-alive connection).",
+        bounds="0.5 to 60",
+    ),
+    Setting(
         "rate_limit_tokens",
         _rate_limit,
         "off",
@@ -442,6 +452,23 @@ SETTINGS: tuple[Setting, ...] = (
         "off",
         "Issuer: POST /login attempts per client IP, and per username tried. "
         "Recommended: 10/minute.",
+        bounds="as above",
+    ),
+    Setting(
+        "rate_limit_push",
+        _rate_limit,
+        "off",
+        "Issuer: pushes per principal (logged-in user on /push-self, API client on "
+        "/api/push), counted in Redis after authentication; 429 when exceeded. "
+        "Recommended: 60/minute.",
+        bounds="as above",
+    ),
+    Setting(
+        "rate_limit_per_ip",
+        _rate_limit,
+        "off",
+        "Issuer: requests per client IP (IPv6: per /64) to the other endpoints that do work "
+        "per request: /logout, /push-self, /api/push, /readyz. Recommended: 600/minute.",
         bounds="as above",
     ),
     Setting(
@@ -512,9 +539,12 @@ class Settings:
     max_pending_bytes: int
     inbox_max_length: int
     idle_timeout: int
+    header_timeout: float
     rate_limit_tokens: str | None
     rate_limit_tokens_per_ip: str | None
     rate_limit_login: str | None
+    rate_limit_push: str | None
+    rate_limit_per_ip: str | None
     rate_limit_handshakes: str | None
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...]
     cookie_secure: bool

@@ -24,7 +24,8 @@ token itself.
     │   ├── LifetimeTooLong         lifetime_too_long
     │   ├── WrongIssuer             wrong_issuer
     │   ├── WrongAudience           wrong_audience
-    │   └── Replayed                token_replayed
+    │   ├── Replayed                token_replayed
+    │   └── Revoked                 token_revoked (its sub or sid was revoked)
     ├── BadRequest                  400
     │   ├── MultipleTokens          multiple_tokens
     │   ├── BadEvent                bad_event (push/revoke event malformed)
@@ -137,6 +138,12 @@ class Replayed(InvalidToken):
     """The jti was already consumed, has expired from Redis, or was never issued."""
 
     code = "token_replayed"
+
+
+class Revoked(InvalidToken):
+    """The token's session (``sid``) was revoked, or its ``sub`` after the token was minted."""
+
+    code = "token_revoked"
 
 
 class BadRequest(WsAuthError):
