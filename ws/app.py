@@ -7,7 +7,10 @@ and no upgrade; an accepted one goes on to Tornado's own upgrade.
 
 After the upgrade the gateway registers the connection under its ``sub``
 (and ``sid``) and sends one text message, ``{"type": "welcome", "sub":
-<sub>}``; pushes then arrive as ``{"type": "push", "data": ...}``. Messages
+<sub>, "resume": <ticket>, "resume_ttl": <seconds>}`` (``resume`` only while
+tickets are on and Redis took the ticket; ``"resumed": true`` when the
+connection resumed with a ticket, :mod:`wsauth.shared.state.tickets`); pushes
+then arrive as ``{"type": "push", "data": ...}``. Messages
 from the client are ignored (they only count as signs of life): the channel
 carries messages from backends to users; anything larger than
 ``max_message_size`` closes the connection (1009). The other close codes —
@@ -66,7 +69,7 @@ from wsauth.ws.gateway import Admission, Gateway, HandshakeRequest
 from wsauth.ws.handshake import QUERY_PARAMETER, check_origin, select_subprotocol
 from wsauth.ws.jwks_url import MIN_INTERVAL, UrlKeysetSource
 from wsauth.ws.keys import FileKeysetSource, KeysetSource
-from wsauth.ws.lifetime import INTERNAL_ERROR, REASONS, REAUTHENTICATE, Liveness, max_age_delay
+from wsauth.ws.lifetime import INTERNAL_ERROR, REASONS, REAUTHENTICATE, Liveness
 from wsauth.ws.registry import ConnectionRegistry
 
 log = logging.getLogger("wsauth.gateway")
@@ -196,6 +199,10 @@ class GatewaySocket(_JsonHandler, tornado.websocket.WebSocketHandler):
     client_gone: bool = False
     liveness: Liveness
     _max_age_timer: object | None = None
+    # Wall-clock time by which the connection must re-authenticate (None: never).
+    deadline: float | None = None
+    # Messages that arrived while the welcome waited for its ticket (None: none waits).
+    _before_welcome: list[str] | None = None
     # For wsauth_gateway_connections_closed_total: counted once per registered connection.
     _registered: bool = False
     _close_sent: int | None = None
@@ -263,16 +270,45 @@ class GatewaySocket(_JsonHandler, tornado.websocket.WebSocketHandler):
                 return  # revoked a moment ago: closed with 4001
             self._registered = True
             self.gateway.metrics.connection_count(len(self.gateway.registry))
-            max_age = self.gateway.settings.max_connection_age
-            if max_age:
-                self._max_age_timer = loop.call_later(max_age_delay(max_age), self._expire)
+            now = self.gateway.clock()
+            self.deadline = self.admission.deadline(
+                now=now, max_age=self.gateway.settings.max_connection_age
+            )
+            if self.deadline is not None:
+                delay = max(0.0, self.deadline - now)
+                self._max_age_timer = loop.call_later(delay, self._expire)
         except Exception:
             log.exception("opening a connection failed")
             self.close(INTERNAL_ERROR, REASONS[INTERNAL_ERROR])
             return
+        if self.gateway.tickets is None:
+            self._welcome(None)
+        else:
+            # The welcome waits for the ticket's SET (batched with the others of this
+            # loop turn), so a ticket the client holds is always one Redis knows;
+            # messages for the connection meanwhile wait behind it.
+            self._before_welcome = []
+            welcome = asyncio.ensure_future(self._welcome_with_ticket())
+            welcome.add_done_callback(_log_failure)
+
+    async def _welcome_with_ticket(self) -> None:
+        ticket = await self.gateway.issue_ticket(self, deadline=self.deadline)
+        if not self.client_gone:
+            self._welcome(ticket)
+
+    def _welcome(self, ticket: str | None) -> None:
         # Not awaited (nothing waits on it); if the client left at once, on_close
         # unregisters it and send() drops the message.
-        self.send(json.dumps({"type": "welcome", "sub": self.claims.sub}))
+        welcome: dict[str, Any] = {"type": "welcome", "sub": self.claims.sub}
+        if ticket is not None:
+            welcome["resume"] = ticket
+            welcome["resume_ttl"] = self.gateway.settings.resume_ttl
+        if self.admission is not None and self.admission.resumed is not None:
+            welcome["resumed"] = True
+        waiting, self._before_welcome = self._before_welcome, None
+        self.send(json.dumps(welcome))
+        for message in waiting or ():
+            self.send(message)
 
     def _expire(self) -> None:
         self._max_age_timer = None
@@ -290,6 +326,9 @@ class GatewaySocket(_JsonHandler, tornado.websocket.WebSocketHandler):
 
     def send(self, message: str) -> None:
         """Queue ``message``; dropped when the connection is closing."""
+        if self._before_welcome is not None:
+            self._before_welcome.append(message)
+            return
         try:
             sent = self.write_message(message)
         except tornado.websocket.WebSocketClosedError:
@@ -323,6 +362,11 @@ class GatewaySocket(_JsonHandler, tornado.websocket.WebSocketHandler):
 def _loop_time() -> float:
     """The clock of the heartbeat sweep (asyncio's monotonic loop time, not IOLoop.time())."""
     return asyncio.get_running_loop().time()
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("sending the welcome failed", exc_info=task.exception())
 
 
 def _ignore_closed(sent: Any) -> None:

@@ -21,6 +21,13 @@ module does:
   stop — the iteration raises that :class:`ClientError`;
 - 1000 (normal close): the iteration ends.
 
+Resume tickets: the gateway's welcome carries one (``resume``); the client
+keeps it (and removes it from the welcome it yields: it is a credential) and
+reconnects with it — ``Authorization: Resume <ticket>``, no issuer request —
+after any close but 1000, 4001 and 4002, within ``resume_ttl`` seconds of the
+close. A refused ticket (401) falls back to a fresh token in the same
+attempt; 4002 always takes a fresh token.
+
 The single steps are there too: :func:`fetch_token` and :func:`connect`.
 The token travels in ``Authorization: Bearer`` (never in the URL). Both
 raise :class:`ClientError` with the server's machine code when refused.
@@ -37,7 +44,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -176,8 +183,10 @@ async def connect(
     *,
     timeout: float = DEFAULT_TIMEOUT,
     max_message_size: int = 16 * 1024 * 1024,
+    resume: bool = False,
 ) -> GatewayConnection:
-    """Open a WebSocket to the gateway at ``url`` (ws:// or wss://) with ``token``.
+    """Open a WebSocket to the gateway at ``url`` (ws:// or wss://) with ``token``
+    (with ``resume``: ``token`` is a resume ticket of an earlier welcome).
 
     Raises:
         ClientError: not a ws(s) URL, no answer, or the gateway refused the
@@ -187,7 +196,7 @@ async def connect(
         raise ClientError("gateway URL must be ws or wss", http_status=None, error="bad_url")
     request = tornado.httpclient.HTTPRequest(
         url,
-        headers={"Authorization": f"Bearer {token}"},
+        headers={"Authorization": f"{'Resume' if resume else 'Bearer'} {token}"},
         connect_timeout=timeout,
         request_timeout=timeout,
     )
@@ -235,6 +244,32 @@ TERMINAL_TOKEN_STATUSES = frozenset({401, 403})
 TERMINAL_HANDSHAKE_STATUSES = frozenset({400, 403})
 
 TokenFetcher = Callable[[], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class _Ticket:
+    """A resume ticket of the last connection, good until ``until`` (monotonic)."""
+
+    value: str = field(repr=False)
+    url: str
+    until: float
+
+
+def _take_ticket(message: str | bytes) -> tuple[str | bytes, tuple[str, int] | None]:
+    """Split a welcome into the welcome without its ticket, and ``(ticket, ttl)``."""
+    if not isinstance(message, str) or '"resume"' not in message:
+        return message, None
+    try:
+        document = json.loads(message)
+    except ValueError:
+        return message, None
+    if not isinstance(document, dict) or document.get("type") != "welcome":
+        return message, None
+    ticket = document.pop("resume", None)
+    ttl = document.pop("resume_ttl", None)
+    if not isinstance(ticket, str) or not isinstance(ttl, int):
+        return message, None
+    return json.dumps(document), (ticket, ttl)
 
 
 class Revoked(ClientError):
@@ -298,6 +333,11 @@ class ReconnectingClient:
         self._closed = False
         self._stopping = asyncio.Event()
         self.connections = 0
+        # Issuer requests made, and connections opened with a resume ticket.
+        self.token_fetches = 0
+        self.resumes = 0
+        self._ticket: _Ticket | None = None
+        self._last_url: str | None = None
 
     @classmethod
     def for_api_client(
@@ -357,7 +397,22 @@ class ReconnectingClient:
             _Stop: a refusal that no retry can fix.
             ClientError: anything else (worth another attempt).
         """
+        ticket, self._ticket = self._ticket, None
+        if ticket is not None and time.monotonic() < ticket.until:
+            try:
+                connection = await connect(
+                    ticket.url, ticket.value, timeout=self._timeout, resume=True
+                )
+            except ClientError as error:
+                if error.http_status is None:
+                    self._ticket = ticket  # the gateway did not see it: still good
+                    raise
+                # Refused (used, expired, revoked, Redis lost it): a fresh token now.
+            else:
+                self.resumes += 1
+                return connection
         try:
+            self.token_fetches += 1
             document = await self._fetch()
         except ClientError as error:
             if error.http_status in TERMINAL_TOKEN_STATUSES or error.error == "bad_url":
@@ -366,6 +421,7 @@ class ReconnectingClient:
         url = self._url or document.get("url")
         if not isinstance(url, str):
             raise _Stop(ClientError("no gateway URL", http_status=None, error="bad_url"))
+        self._last_url = url
         try:
             return await connect(url, document["token"], timeout=self._timeout)
         except ClientError as error:
@@ -391,10 +447,19 @@ class ReconnectingClient:
                 self.connections += 1
                 opened = time.monotonic()
                 self._status("connected")
+                ticket: tuple[str, int] | None = None
+                first = True
                 async for message in connection:
+                    if first:
+                        first = False
+                        message, ticket = _take_ticket(message)
                     yield message
                 self._connection = None
                 code, reason = connection.close_code, connection.close_reason
+                if ticket is not None and code not in (NORMAL, REVOKED, REAUTHENTICATE):
+                    value, ttl = ticket
+                    until = time.monotonic() + ttl
+                    self._ticket = _Ticket(value, self._last_url or "", until)
                 connection.close()  # releases the socket (the gateway closed first)
                 self._status("closed", close_code=code, reason=reason)
                 if self._closed or code == NORMAL:

@@ -14,6 +14,12 @@ next, so a refused request leaves the token's ``jti`` in Redis::
     5. signature and claims (offline)        401 <code of the failure>
     6. GETDEL of the jti in Redis            401 token_replayed, 503 redis_unavailable
 
+A resume ticket (:mod:`wsauth.shared.state.tickets`) instead of a token takes steps
+0 to 3, then its own: shape (``ticket_malformed``), ``GETDEL`` of its record
+(``ticket_replayed``), deadline (``ticket_expired``), key and revocation
+records (``ticket_revoked``); 503 when Redis fails. A resumed connection keeps
+the identity, scope and re-authentication deadline of the one it resumes.
+
 After the upgrade the gateway owns the connection's lifetime (the close codes
 are in :mod:`wsauth.ws.lifetime`): events from the one pub/sub subscription
 (:mod:`wsauth.ws.fanout`) are delivered by :meth:`Gateway.dispatch` — a push to the
@@ -35,12 +41,20 @@ from typing import Any, Protocol
 import redis.asyncio
 
 from wsauth.shared.core.config import MAX_TOKEN_TTL, Settings
-from wsauth.shared.core.errors import InvalidToken, TokenTooLarge
+from wsauth.shared.core.errors import InvalidToken, TicketReplayed, TokenTooLarge, Unavailable
 from wsauth.shared.core.proxies import client_address, rate_key
-from wsauth.shared.core.tokens import MAX_TOKEN_BYTES, Claims, verify
+from wsauth.shared.core.tokens import MAX_TOKEN_BYTES, Claims, Jti, verify
 from wsauth.shared.state.events import Event, Push, Revoke, socket_message
 from wsauth.shared.state.replay import AsyncReplayGuard, async_client
 from wsauth.shared.state.sessions import revoked_session_key, revoked_subject_key
+from wsauth.shared.state.tickets import (
+    Resumable,
+    Ticket,
+    TicketStore,
+    check_resumable,
+    parse_ticket,
+    ticket_ttl,
+)
 from wsauth.ws.fanout import Fanout, subscriber_client
 from wsauth.ws.handshake import TokenSource, check_origin, check_websocket_request, extract_token
 from wsauth.ws.keys import KeysetSource
@@ -53,6 +67,7 @@ from wsauth.ws.lifetime import (
     Liveness,
     RecentRevocations,
     heartbeat,
+    max_age_delay,
     sweep_period,
 )
 from wsauth.ws.metrics import GatewayMetrics
@@ -106,10 +121,24 @@ class HandshakeRequest:
 
 @dataclass(frozen=True)
 class Admission:
-    """An accepted handshake: whose connection it is, and where the token came from."""
+    """An accepted handshake: whose connection it is, and where the token came from.
+
+    ``resumed`` holds the ticket's record when the connection resumes another.
+    """
 
     claims: Claims
     source: str
+    resumed: Resumable | None = None
+
+    def deadline(self, *, now: float, max_age: int) -> float | None:
+        """The wall-clock time by which the connection must re-authenticate (None: never).
+
+        A resumed connection keeps the deadline of the one it resumes: a chain of
+        resumes never postpones re-authentication.
+        """
+        if self.resumed is not None:
+            return self.resumed.deadline
+        return now + max_age_delay(max_age) if max_age else None
 
 
 class Gateway:
@@ -153,13 +182,19 @@ class Gateway:
                 on_state=self.metrics.subscribed,
             )
         self._sweeper: asyncio.Task[None] | None = None
+        self.tickets = (
+            TicketStore(self.redis, prefix=settings.redis_prefix) if settings.resume_ttl else None
+        )
+        self._renewer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Subscribe to the events channel, start the heartbeat sweep (once, on the loop)."""
+        """Subscribe to the events channel, start the heartbeat and ticket sweeps (once)."""
         if self.fanout is not None:
             await self.fanout.start()
         if self.settings.ping_interval and self._sweeper is None:
             self._sweeper = asyncio.create_task(self._sweep_forever(), name="wsauth-heartbeat")
+        if self.tickets is not None and self._renewer is None:
+            self._renewer = asyncio.create_task(self._renew_forever(), name="wsauth-tickets")
 
     def check_request(self, request: HandshakeRequest) -> TokenSource:
         """Steps 1 to 4: everything that needs neither keys nor Redis.
@@ -239,6 +274,8 @@ class Gateway:
             WsAuthError: a subclass whose ``status`` and ``code`` are the answer.
         """
         found = self.check_request(request)
+        if found.is_ticket:
+            return await self._resume(found.token, found.source)
         claims = self.verify(found.token)
         started = time.perf_counter()
         try:
@@ -246,6 +283,108 @@ class Gateway:
         finally:
             self.metrics.redis("getdel", time.perf_counter() - started)
         return Admission(claims, found.source)
+
+    async def _resume(self, value: str, source: str) -> Admission:
+        """The ticket steps of the module docstring; on success the ticket is spent.
+
+        Raises:
+            InvalidTicket: a subclass naming the failure.
+            Unavailable: Redis did not answer in time (fail closed).
+        """
+        ticket = parse_ticket(value)
+        if self.tickets is None:
+            # Tickets off: none can exist (no Redis lookup for a guess).
+            raise TicketReplayed("resume tickets are switched off")
+        started = time.perf_counter()
+        try:
+            record = await self.tickets.consume(ticket)
+            revocations = await self.tickets.revocations(record)
+        finally:
+            self.metrics.redis("getdel", time.perf_counter() - started)
+        now = self.clock()
+        self.keys.refresh(now)
+        check_resumable(
+            record, now=now, revocations=revocations, trusted_kids=self.keys.keyset.keys()
+        )
+        return Admission(self._resumed_claims(record), source, resumed=record)
+
+    def _resumed_claims(self, record: Resumable) -> Claims:
+        """The claims a resumed connection goes by: those of its original token."""
+        return Claims(
+            iss=self.settings.issuer,
+            aud=self.settings.audience,
+            sub=record.sub,
+            iat=record.iat,
+            nbf=record.iat,
+            exp=record.exp,
+            jti=Jti("resumed"),
+            kid=record.kid,  # type: ignore[arg-type]
+            sid=record.sid,
+            scope=record.scope,
+        )
+
+    async def issue_ticket(
+        self, connection: Connection, *, deadline: float | None, subscriptions: tuple[str, ...] = ()
+    ) -> Ticket | None:
+        """Record a resume ticket for an open connection; None when tickets are off, the
+        deadline is too close, or Redis failed (the client then reconnects with a token).
+
+        The connection's ``resume_key`` is set, so the renewal sweep keeps the ticket alive.
+        """
+        if self.tickets is None:
+            return None
+        now = self.clock()
+        ttl = ticket_ttl(resume_ttl=self.settings.resume_ttl, deadline=deadline, now=now)
+        if ttl <= 0:
+            return None
+        claims = connection.claims
+        record = Resumable(
+            sub=claims.sub,
+            sid=claims.sid,
+            scope=claims.scope,
+            kid=claims.kid,
+            iat=claims.iat,
+            exp=claims.exp,
+            deadline=deadline,
+            subscriptions=subscriptions,
+        )
+        try:
+            ticket, key = await self.tickets.issue(record, ttl=ttl)
+        except Unavailable as error:
+            log.warning("no resume ticket: %s", error.detail or error.code)
+            return None
+        connection.resume_key = key  # type: ignore[attr-defined]
+        connection.resume_deadline = deadline  # type: ignore[attr-defined]
+        return ticket
+
+    async def renew_tickets(self, now: float) -> int:
+        """One renewal pass: ``EXPIRE`` every live connection's ticket (pipelined).
+
+        Returns how many tickets were still in Redis.
+
+        Raises:
+            redis.RedisError, OSError: Redis failed (the caller logs it).
+        """
+        if self.tickets is None:
+            return 0
+        renewals = []
+        for connection in self.registry:
+            key = getattr(connection, "resume_key", None)
+            if key is None:
+                continue
+            deadline = getattr(connection, "resume_deadline", None)
+            ttl = ticket_ttl(resume_ttl=self.settings.resume_ttl, deadline=deadline, now=now)
+            renewals.append((key, ttl))
+        return await self.tickets.renew(renewals) if renewals else 0
+
+    async def _renew_forever(self) -> None:
+        period = max(1.0, self.settings.resume_ttl / 3)
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.renew_tickets(self.clock())
+            except Exception as error:  # Redis down: tickets expire, clients use tokens
+                log.warning("renewing resume tickets failed: %s", type(error).__name__)
 
     def liveness(self) -> dict[str, Any]:
         """The ``/healthz`` document: ``broken`` only when a background task that must
@@ -327,6 +466,7 @@ class Gateway:
             assert revocation.sub is not None
             matched = self.registry.connections_of(revocation.sub)
         _close_all(matched, REVOKED)
+        self._discard_tickets(matched)
         if matched:
             log.info(
                 "revoked %s=%s: closed %d connection(s)",
@@ -374,9 +514,19 @@ class Gateway:
             if sid_revoked or (sub_at is not None and claims.iat < sub_at):
                 revoked.append(connection)
         _close_all(revoked, REVOKED)
+        self._discard_tickets(revoked)
         if revoked:
             log.info("revocations missed while unsubscribed: closed %d connection(s)", len(revoked))
         return len(revoked)
+
+    def _discard_tickets(self, connections: Iterable[Connection]) -> None:
+        """Delete the tickets of revoked connections (the revocation records refuse them
+        anyway: this only frees them sooner)."""
+        keys = [key for c in connections if (key := getattr(c, "resume_key", None)) is not None]
+        if self.tickets is None or not keys:
+            return
+        task = asyncio.ensure_future(self.tickets.discard(keys))
+        task.add_done_callback(_ignore_failure)
 
     def sweep(self, now: float) -> int:
         """One heartbeat pass over every connection; return how many were closed as idle."""
@@ -419,11 +569,14 @@ class Gateway:
         """Stop the subscription and the sweep; release the Redis connection pools."""
         if self.fanout is not None:
             await self.fanout.stop()
-        sweeper, self._sweeper = self._sweeper, None
-        if sweeper is not None:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+        for task in (self._sweeper, self._renewer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._sweeper = self._renewer = None
+        if self.tickets is not None:
+            await self.tickets.close()
         await self.keys.close()
         if self.handshake_limits is not None:
             await self.handshake_limits.close()
@@ -434,6 +587,11 @@ class Gateway:
 def _close_all(connections: Iterable[Connection], code: int, reason: str | None = None) -> None:
     for connection in list(connections):
         connection.close(code, reason or REASONS.get(code, ""))
+
+
+def _ignore_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("deleting revoked tickets failed: %s", type(task.exception()).__name__)
 
 
 def _as_time(value: bytes | str) -> float:

@@ -21,6 +21,14 @@
 //                                 has stayed open for `stableAfter` ms
 //
 // and the token endpoint answering 401 or 403 (logged out) stops it too.
+//
+// Resume tickets: the gateway's welcome carries one ("resume"). The client keeps
+// it (and removes it from the welcome handed to onMessage: it is a credential)
+// and, after a close other than 1000, 4001 and 4002 and within "resume_ttl"
+// seconds, reconnects with the subprotocol "wsauth.resume.<ticket>" instead of
+// fetching a token. A ticket is tried once: if that socket closes before it
+// opens (a refused or unreachable gateway look alike to a page), the next
+// attempt, at once, fetches a fresh token.
 // The token is never logged, never put in a URL, and never handed to callbacks.
 
 /** Close codes of the gateway (the fixed contract of docs/reference). */
@@ -38,6 +46,7 @@ export const CloseCode = Object.freeze({
 /** The subprotocol the gateway selects; the token rides in a second, "wsauth.bearer.<token>". */
 export const SUBPROTOCOL = "wsauth";
 const BEARER_PREFIX = "wsauth.bearer.";
+const RESUME_PREFIX = "wsauth.resume.";
 
 /**
  * A connection that lived shorter than this and was closed with 4002 reconnects
@@ -130,6 +139,10 @@ export class WsAuthClient {
     this._generation = 0; // bumped by start/stop: callbacks of older attempts are ignored
     this._timer = null;
     this._abort = null;
+    this._ticket = null; // {value, url, until}: the resume ticket of the last connection
+    /** Issuer requests made, and connections opened with a resume ticket (tests, metrics). */
+    this.tokenFetches = 0;
+    this.resumes = 0;
   }
 
   /** Connect (again), unless already connecting or open. */
@@ -182,8 +195,15 @@ export class WsAuthClient {
   async _attempt(generation) {
     this._timer = null;
     this._setStatus({ state: "connecting" });
+    const ticket = this._ticket;
+    this._ticket = null;
+    if (ticket && Date.now() < ticket.until) {
+      this._open(generation, { url: ticket.url }, ticket.value);
+      return;
+    }
     let grant;
     try {
+      this.tokenFetches += 1;
       grant = await this._fetchToken();
     } catch (error) {
       if (generation !== this._generation) return;
@@ -225,11 +245,12 @@ export class WsAuthClient {
     return body;
   }
 
-  _open(generation, grant) {
+  _open(generation, grant, ticket = null) {
     const url = this.url ?? grant.url;
+    const credential = ticket === null ? BEARER_PREFIX + grant.token : RESUME_PREFIX + ticket;
     let socket;
     try {
-      socket = new this._WebSocket(url, [SUBPROTOCOL, BEARER_PREFIX + grant.token]);
+      socket = new this._WebSocket(url, [SUBPROTOCOL, credential]);
     } catch {
       // A malformed URL or one the page's CSP forbids: retrying will not fix it.
       this._generation += 1;
@@ -238,6 +259,7 @@ export class WsAuthClient {
     }
     this.socket = socket;
     let openedAt = null;
+    let next = null; // the ticket of this connection's welcome: {value, ttl}
 
     socket.addEventListener("open", () => {
       if (generation !== this._generation) return;
@@ -247,6 +269,7 @@ export class WsAuthClient {
         return;
       }
       openedAt = Date.now();
+      if (ticket !== null) this.resumes += 1;
       this._setStatus({ state: "open" });
     });
 
@@ -260,6 +283,11 @@ export class WsAuthClient {
           // not JSON: hand over the text as it came
         }
       }
+      if (message && message.type === "welcome" && typeof message.resume === "string") {
+        next = { value: message.resume, ttl: Number(message.resume_ttl) || 0 };
+        delete message.resume;
+        delete message.resume_ttl;
+      }
       this._notify(this.onMessage, message, event);
     });
 
@@ -269,10 +297,18 @@ export class WsAuthClient {
       const lived = openedAt === null ? 0 : Date.now() - openedAt;
       if (lived >= this.stableAfter) this._failures = 0;
       const { code, reason, wasClean } = event;
+      const terminal = [CloseCode.NORMAL, CloseCode.REVOKED, CloseCode.REAUTHENTICATE];
+      if (next && !terminal.includes(code)) {
+        this._ticket = { value: next.value, url, until: Date.now() + next.ttl * 1000 };
+      }
       if (code === CloseCode.NORMAL || code === CloseCode.REVOKED) {
         this._generation += 1;
         this._notify(this.onClose, { code, reason, wasClean, willRetry: false });
         this._setStatus({ state: "stopped", code, reason });
+      } else if (ticket !== null && openedAt === null) {
+        // The ticket was refused (or the gateway unreachable): a fresh token, at once.
+        this._notify(this.onClose, { code, reason, wasClean, willRetry: true, delay: 0 });
+        this._retry(generation, { code, reason }, 0);
       } else if (code === CloseCode.REAUTHENTICATE && lived >= MIN_REAUTHENTICATE_AGE_MS) {
         this._notify(this.onClose, { code, reason, wasClean, willRetry: true, delay: 0 });
         this._retry(generation, { code, reason }, 0);

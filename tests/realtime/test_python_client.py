@@ -13,6 +13,7 @@ import redis
 from tests.realtime.conftest import Issuer, wait_until, wsauth
 from tests.support.gateway_server import GatewayHandle, run_gateway
 from wsauth.shared.core.config import Settings
+from wsauth.shared.state.redis_server import free_port
 from wsauth.shared.state.sessions import revoke_subject
 from wsauth.ws.backoff import Backoff
 from wsauth.ws.client import ClientError, ReconnectingClient, Revoked, Status, fetch_token
@@ -194,3 +195,36 @@ def test_connect_command_stops_with_one_line_and_status_2_when_revoked(
             process.wait()
     assert "connection revoked (4001 revoked)" in stderr
     assert "Traceback" not in stderr
+
+
+def test_after_a_gateway_restart_the_client_resumes_with_its_ticket_and_no_new_token(
+    settings: Settings, issuer: Issuer, plain_client: tuple[str, str]
+) -> None:
+    recorder = Recorder(issuer.url, plain_client)
+    port = free_port()
+    first = run_gateway(settings, port=port)
+    first.__enter__()
+    second: Any = None
+
+    async def scenario() -> tuple[list[dict[str, Any]], ReconnectingClient]:
+        nonlocal second
+        welcomes: list[dict[str, Any]] = []
+        async with recorder.make(f"ws://127.0.0.1:{port}/ws") as client:
+            async for message in client:
+                welcomes.append(json.loads(message))
+                if len(welcomes) == 2:
+                    return welcomes, client
+                # A deploy: the node goes (1001), a new one comes up on the same address.
+                await asyncio.to_thread(first.__exit__, None, None, None)
+                second = run_gateway(settings, port=port)
+                await asyncio.to_thread(second.__enter__)
+        raise AssertionError("the client stopped")
+
+    try:
+        welcomes, client = asyncio.run(scenario())
+    finally:
+        if second is not None:
+            second.__exit__(None, None, None)
+    assert [welcome.get("resumed", False) for welcome in welcomes] == [False, True]
+    assert all("resume" not in welcome for welcome in welcomes)  # the ticket stays inside
+    assert (len(recorder.tokens), client.token_fetches, client.resumes) == (1, 1, 1)
