@@ -7,14 +7,16 @@ and no upgrade; an accepted one goes on to Tornado's own upgrade.
 
 After the upgrade the gateway registers the connection under its ``sub``
 (and ``sid``) and sends one text message, ``{"type": "welcome", "sub":
-<sub>, "resume": <ticket>, "resume_ttl": <seconds>}`` (``resume`` only while
-tickets are on and Redis took the ticket; ``"resumed": true`` when the
-connection resumed with a ticket, :mod:`wsauth.shared.state.tickets`); pushes
-then arrive as ``{"type": "push", "data": ...}``. Messages
-from the client are ignored (they only count as signs of life): the channel
-carries messages from backends to users; anything larger than
-``max_message_size`` closes the connection (1009). The other close codes —
-4001 revoked, 4002 reauthenticate (``max_connection_age``), 4003 idle, 1001
+<sub>, "resume": <ticket>, "resume_ttl": <seconds>}`` (plus ``expires_in`` when
+``max_connection_age`` is set; ``resume`` only while tickets are on and Redis
+took the ticket; ``"resumed": true`` when the connection resumed with a
+ticket, :mod:`wsauth.shared.state.tickets`); pushes
+then arrive as ``{"type": "push", "data": ...}``. What the client sends is
+protocol v1 (docs/reference/protocol.md): :class:`wsauth.ws.session.Session`
+runs each command, and every frame also counts as a sign of life; anything
+larger than ``max_message_size`` closes the connection (1009). The other
+close codes — 4001 revoked, 4002 reauthenticate (``max_connection_age``, or
+``refresh`` in band), 4003 idle, 4004 too slow (``max_pending_bytes``), 1001
 shutdown, 1011 internal error — are in :mod:`wsauth.ws.lifetime`.
 
 An application built by :func:`make_app` must be started on its loop with
@@ -40,7 +42,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
@@ -69,8 +71,17 @@ from wsauth.ws.gateway import Admission, Gateway, HandshakeRequest
 from wsauth.ws.handshake import QUERY_PARAMETER, check_origin, select_subprotocol
 from wsauth.ws.jwks_url import MIN_INTERVAL, UrlKeysetSource
 from wsauth.ws.keys import FileKeysetSource, KeysetSource
-from wsauth.ws.lifetime import INTERNAL_ERROR, REASONS, REAUTHENTICATE, Liveness
+from wsauth.ws.lifetime import (
+    INTERNAL_ERROR,
+    REASONS,
+    REAUTHENTICATE,
+    TOO_SLOW,
+    Liveness,
+    max_age_delay,
+)
+from wsauth.ws.protocol import welcome
 from wsauth.ws.registry import ConnectionRegistry
+from wsauth.ws.session import Limits, Outbox, Session
 
 log = logging.getLogger("wsauth.gateway")
 
@@ -203,9 +214,13 @@ class GatewaySocket(_JsonHandler, tornado.websocket.WebSocketHandler):
     deadline: float | None = None
     # Messages that arrived while the welcome waited for its ticket (None: none waits).
     _before_welcome: list[str] | None = None
+    _expires_in: float | None = None
     # For wsauth_gateway_connections_closed_total: counted once per registered connection.
     _registered: bool = False
     _close_sent: int | None = None
+    # Protocol v1 (wsauth.ws.session): set in open() once the connection is registered.
+    session: Session | None = None
+    outbox: Outbox | None = None
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         try:
@@ -271,12 +286,10 @@ class GatewaySocket(_JsonHandler, tornado.websocket.WebSocketHandler):
             self._registered = True
             self.gateway.metrics.connection_count(len(self.gateway.registry))
             now = self.gateway.clock()
-            self.deadline = self.admission.deadline(
-                now=now, max_age=self.gateway.settings.max_connection_age
-            )
-            if self.deadline is not None:
-                delay = max(0.0, self.deadline - now)
-                self._max_age_timer = loop.call_later(delay, self._expire)
+            max_age = self.gateway.settings.max_connection_age
+            deadline = self.admission.deadline(now=now, max_age=max_age)
+            self._expires_in = self._schedule_max_age(loop, deadline=deadline, now=now)
+            self._open_session()
         except Exception:
             log.exception("opening a connection failed")
             self.close(INTERNAL_ERROR, REASONS[INTERNAL_ERROR])
@@ -292,31 +305,79 @@ class GatewaySocket(_JsonHandler, tornado.websocket.WebSocketHandler):
             welcome.add_done_callback(_log_failure)
 
     async def _welcome_with_ticket(self) -> None:
-        ticket = await self.gateway.issue_ticket(self, deadline=self.deadline)
+        ticket = await self.gateway.issue_ticket(self)
         if not self.client_gone:
             self._welcome(ticket)
 
     def _welcome(self, ticket: str | None) -> None:
         # Not awaited (nothing waits on it); if the client left at once, on_close
         # unregisters it and send() drops the message.
-        welcome: dict[str, Any] = {"type": "welcome", "sub": self.claims.sub}
+        extra: dict[str, Any] = {}
         if ticket is not None:
-            welcome["resume"] = ticket
-            welcome["resume_ttl"] = self.gateway.settings.resume_ttl
+            extra["resume"] = ticket
+            extra["resume_ttl"] = self.gateway.settings.resume_ttl
         if self.admission is not None and self.admission.resumed is not None:
-            welcome["resumed"] = True
+            extra["resumed"] = True
         waiting, self._before_welcome = self._before_welcome, None
-        self.send(json.dumps(welcome))
+        self.send(welcome(self.claims.sub, expires_in=self._expires_in, **extra))
         for message in waiting or ():
             self.send(message)
+
+    def _schedule_max_age(
+        self, loop: tornado.ioloop.IOLoop, *, deadline: float | None, now: float
+    ) -> float | None:
+        """(Re)start the 4002 deadline (wall clock); return its delay in seconds (None:
+        no maximum age)."""
+        if self._max_age_timer is not None:
+            loop.remove_timeout(self._max_age_timer)
+            self._max_age_timer = None
+        self.deadline = deadline
+        if deadline is None:
+            return None
+        delay = max(0.0, deadline - now)
+        self._max_age_timer = loop.call_later(delay, self._expire)
+        return round(delay, 3)
+
+    # --- protocol v1 hooks (wsauth.ws.session) ------------------------------------
+
+    def _open_session(self) -> None:
+        limits = Limits.from_settings(self.gateway.settings)
+        self.outbox = Outbox(limits.max_pending_bytes)
+        self.session = Session(
+            self,
+            self.gateway,
+            claims=self.claims,
+            limits=limits,
+            now=_loop_time,
+            on_refreshed=self._refreshed,
+        )
+
+    def _refreshed(self, claims: Claims) -> float | None:
+        """A ``refresh`` was accepted: the connection now runs on ``claims``."""
+        assert self.admission is not None
+        self.admission = Admission(claims, self.admission.source)
+        if self.client_gone:
+            return None
+        now = self.gateway.clock()
+        max_age = self.gateway.settings.max_connection_age
+        deadline = now + max_age_delay(max_age) if max_age else None
+        expires_in = self._schedule_max_age(
+            tornado.ioloop.IOLoop.current(), deadline=deadline, now=now
+        )
+        self.gateway.rewrite_ticket(self)  # its new scope and deadline, at once
+        return expires_in
 
     def _expire(self) -> None:
         self._max_age_timer = None
         self.close(REAUTHENTICATE, REASONS[REAUTHENTICATE])
 
-    def on_message(self, message: str | bytes) -> None:
-        """Client messages are ignored: the channel carries backend → user messages."""
+    def on_message(self, message: str | bytes) -> Awaitable[None] | None:
+        """A protocol v1 command (wsauth.ws.session); Tornado awaits what it returns
+        before it reads the next frame, so a connection's commands run in order."""
         self.liveness.heard(_loop_time())
+        if self.session is None:
+            return None
+        return self.session.receive(message)
 
     def on_ping(self, data: bytes) -> None:
         self.liveness.heard(_loop_time())
@@ -325,7 +386,11 @@ class GatewaySocket(_JsonHandler, tornado.websocket.WebSocketHandler):
         self.liveness.heard(_loop_time())
 
     def send(self, message: str) -> None:
-        """Queue ``message``; dropped when the connection is closing."""
+        """Queue ``message``; dropped when the connection is closing.
+
+        A connection with more than ``max_pending_bytes`` queued and not yet
+        written to its socket (a slow reader) is closed with 4004.
+        """
         if self._before_welcome is not None:
             self._before_welcome.append(message)
             return
@@ -333,7 +398,14 @@ class GatewaySocket(_JsonHandler, tornado.websocket.WebSocketHandler):
             sent = self.write_message(message)
         except tornado.websocket.WebSocketClosedError:
             return
-        sent.add_done_callback(_ignore_closed)
+        outbox = self.outbox
+        if outbox is None:
+            sent.add_done_callback(_ignore_closed)
+            return
+        size = len(message)
+        if not outbox.queued(size):
+            self.close(TOO_SLOW, REASONS[TOO_SLOW])
+        sent.add_done_callback(lambda done: _written(outbox, size, done))
 
     def send_ping(self) -> None:
         with contextlib.suppress(tornado.websocket.WebSocketClosedError):
@@ -346,6 +418,8 @@ class GatewaySocket(_JsonHandler, tornado.websocket.WebSocketHandler):
 
     def on_close(self) -> None:
         self.client_gone = True
+        if self.session is not None:
+            self.session.closed()
         if self._max_age_timer is not None:
             tornado.ioloop.IOLoop.current().remove_timeout(self._max_age_timer)
             self._max_age_timer = None
@@ -362,6 +436,11 @@ class GatewaySocket(_JsonHandler, tornado.websocket.WebSocketHandler):
 def _loop_time() -> float:
     """The clock of the heartbeat sweep (asyncio's monotonic loop time, not IOLoop.time())."""
     return asyncio.get_running_loop().time()
+
+
+def _written(outbox: Outbox, size: int, sent: Any) -> None:
+    outbox.written(size)
+    _ignore_closed(sent)
 
 
 def _log_failure(task: asyncio.Future[None]) -> None:

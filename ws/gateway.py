@@ -40,11 +40,12 @@ from typing import Any, Protocol
 
 import redis.asyncio
 
+from wsauth.shared.core.channels import check_channel
 from wsauth.shared.core.config import MAX_TOKEN_TTL, Settings
 from wsauth.shared.core.errors import InvalidToken, TicketReplayed, TokenTooLarge, Unavailable
 from wsauth.shared.core.proxies import client_address, rate_key
 from wsauth.shared.core.tokens import MAX_TOKEN_BYTES, Claims, Jti, verify
-from wsauth.shared.state.events import Event, Push, Revoke, socket_message
+from wsauth.shared.state.events import Event, Message, Push, Revoke, socket_message
 from wsauth.shared.state.replay import AsyncReplayGuard, async_client
 from wsauth.shared.state.sessions import revoked_session_key, revoked_subject_key
 from wsauth.shared.state.tickets import (
@@ -323,9 +324,24 @@ class Gateway:
             scope=record.scope,
         )
 
-    async def issue_ticket(
-        self, connection: Connection, *, deadline: float | None, subscriptions: tuple[str, ...] = ()
-    ) -> Ticket | None:
+    def _record_of(self, connection: Connection) -> Resumable:
+        """What a ticket of ``connection`` resumes now: its claims (after any refresh),
+        its deadline and its subscriptions."""
+        claims = connection.claims
+        session = getattr(connection, "session", None)
+        subscriptions = getattr(session, "subscriptions", None) or ()
+        return Resumable(
+            sub=claims.sub,
+            sid=claims.sid,
+            scope=claims.scope,
+            kid=claims.kid,
+            iat=claims.iat,
+            exp=claims.exp,
+            deadline=getattr(connection, "deadline", None),
+            subscriptions=tuple(sorted(subscriptions)),
+        )
+
+    async def issue_ticket(self, connection: Connection) -> Ticket | None:
         """Record a resume ticket for an open connection; None when tickets are off, the
         deadline is too close, or Redis failed (the client then reconnects with a token).
 
@@ -333,32 +349,37 @@ class Gateway:
         """
         if self.tickets is None:
             return None
-        now = self.clock()
-        ttl = ticket_ttl(resume_ttl=self.settings.resume_ttl, deadline=deadline, now=now)
+        record = self._record_of(connection)
+        ttl = ticket_ttl(
+            resume_ttl=self.settings.resume_ttl, deadline=record.deadline, now=self.clock()
+        )
         if ttl <= 0:
             return None
-        claims = connection.claims
-        record = Resumable(
-            sub=claims.sub,
-            sid=claims.sid,
-            scope=claims.scope,
-            kid=claims.kid,
-            iat=claims.iat,
-            exp=claims.exp,
-            deadline=deadline,
-            subscriptions=subscriptions,
-        )
         try:
             ticket, key = await self.tickets.issue(record, ttl=ttl)
         except Unavailable as error:
             log.warning("no resume ticket: %s", error.detail or error.code)
             return None
         connection.resume_key = key  # type: ignore[attr-defined]
-        connection.resume_deadline = deadline  # type: ignore[attr-defined]
+        connection.resume_record = record  # type: ignore[attr-defined]
         return ticket
 
+    def rewrite_ticket(self, connection: Connection) -> None:
+        """Rewrite the ticket's record now (after a ``refresh``: new scope and deadline)."""
+        key = getattr(connection, "resume_key", None)
+        if self.tickets is None or key is None:
+            return
+        record = self._record_of(connection)
+        ttl = ticket_ttl(
+            resume_ttl=self.settings.resume_ttl, deadline=record.deadline, now=self.clock()
+        )
+        connection.resume_record = record  # type: ignore[attr-defined]
+        task = asyncio.ensure_future(self.tickets.renew([(key, ttl, record)]))
+        task.add_done_callback(_ignore_failure)
+
     async def renew_tickets(self, now: float) -> int:
-        """One renewal pass: ``EXPIRE`` every live connection's ticket (pipelined).
+        """One renewal pass over every live connection's ticket, pipelined: ``EXPIRE``,
+        or ``SET XX`` when what it resumes changed (subscriptions, a refresh).
 
         Returns how many tickets were still in Redis.
 
@@ -367,14 +388,17 @@ class Gateway:
         """
         if self.tickets is None:
             return 0
-        renewals = []
+        renewals: list[tuple[str, int, Resumable | None]] = []
         for connection in self.registry:
             key = getattr(connection, "resume_key", None)
             if key is None:
                 continue
-            deadline = getattr(connection, "resume_deadline", None)
-            ttl = ticket_ttl(resume_ttl=self.settings.resume_ttl, deadline=deadline, now=now)
-            renewals.append((key, ttl))
+            record = self._record_of(connection)
+            changed = record != getattr(connection, "resume_record", None)
+            if changed:
+                connection.resume_record = record
+            ttl = ticket_ttl(resume_ttl=self.settings.resume_ttl, deadline=record.deadline, now=now)
+            renewals.append((key, ttl, record if changed else None))
         return await self.tickets.renew(renewals) if renewals else 0
 
     async def _renew_forever(self) -> None:
@@ -437,11 +461,40 @@ class Gateway:
         self.registry.add(connection, sub=claims.sub, sid=claims.sid)
         return True
 
+    def join(self, connection: Connection, channel: str) -> None:
+        """From now on, send ``connection`` every message of ``channel`` (idempotent).
+
+        A connection that is not registered (closed, or never admitted) joins
+        nothing. Authorization (the scope) is the caller's decision; this only
+        checks the name. A connection that closes leaves all its channels.
+
+        Raises:
+            BadChannel: ``channel`` is outside the channel grammar.
+        """
+        self.registry.join(connection, check_channel(channel))
+
+    def leave(self, connection: Connection, channel: str) -> None:
+        """Stop sending ``connection`` the messages of ``channel`` (idempotent).
+
+        Raises:
+            BadChannel: ``channel`` is outside the channel grammar.
+        """
+        self.registry.leave(connection, check_channel(channel))
+
+    async def synced(self) -> None:
+        """Return once Redis has applied every join, leave, open and close made so far:
+        from then on, a message published to a channel joined before the call reaches
+        this node. Returns at once while the subscription is down (nothing would)."""
+        return None
+
     def dispatch(self, event: Event) -> int:
         """Apply an event to this node's connections; return how many it reached."""
         if isinstance(event, Push):
             self.metrics.events.labels("push").inc()
             return self.deliver(event)
+        if isinstance(event, Message):
+            self.metrics.events.labels("message").inc()
+            return self.deliver_message(event)
         self.metrics.events.labels("revoke").inc()
         return self.revoke(event)
 
@@ -454,6 +507,16 @@ class Gateway:
                 connection.send(message)
             self.metrics.pushes.inc(len(connections))
         return len(connections)
+
+    def deliver_message(self, message: Message) -> int:
+        """Send ``message`` to every connection here that joined its channel."""
+        members = self.registry.members(message.channel)
+        if members:
+            frame = socket_message(message)
+            for connection in members:
+                connection.send(frame)
+            self.metrics.pushes.inc(len(members))
+        return len(members)
 
     def revoke(self, revocation: Revoke) -> int:
         """Close the connections of the revoked sub or sid with 4001; remember it a while."""
@@ -589,9 +652,9 @@ def _close_all(connections: Iterable[Connection], code: int, reason: str | None 
         connection.close(code, reason or REASONS.get(code, ""))
 
 
-def _ignore_failure(task: asyncio.Future[None]) -> None:
+def _ignore_failure(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.warning("deleting revoked tickets failed: %s", type(task.exception()).__name__)
+        log.warning("writing resume tickets failed: %s", type(task.exception()).__name__)
 
 
 def _as_time(value: bytes | str) -> float:

@@ -4,7 +4,7 @@
 - ``wsauth_gateway_connections``: live WebSocket connections
 - ``wsauth_gateway_connections_closed_total{code}``: by close code
 - ``wsauth_gateway_pushes_delivered_total``: push messages queued to sockets
-- ``wsauth_gateway_events_total{type}``: pub/sub events received (push, revoke)
+- ``wsauth_gateway_events_total{type}``: pub/sub events received (push, message, revoke)
 - ``wsauth_gateway_redis_seconds{command}``: ``getdel`` (consume), ``ping``
 - ``wsauth_gateway_pubsub_connected``: 1 while subscribed to the events channel
 - ``wsauth_gateway_keyset_keys``, ``wsauth_gateway_keyset_kid{kid}``,
@@ -95,12 +95,12 @@ class GatewayMetrics:
         )
         self.pushes = Counter(
             "wsauth_gateway_pushes_delivered",
-            "Push messages queued to live connections of this process.",
+            "Push and channel messages queued to live connections of this process.",
             registry=registry,
         )
         self.events = Counter(
             "wsauth_gateway_events",
-            "Events received on the pub/sub channel, by type (push, revoke).",
+            "Events received from pub/sub, by type (push, message, revoke).",
             ["type"],
             registry=registry,
         )

@@ -396,6 +396,46 @@ SETTINGS: tuple[Setting, ...] = (
         bounds="0 (off) to 604800",
     ),
     Setting(
+        "command_rate",
+        _int_between(1, 10000),
+        "50",
+        "Gateway: commands (protocol v1) a connection may send per second on average; "
+        "a command over the limit is answered `rate_limited`.",
+        bounds="1 to 10000",
+    ),
+    Setting(
+        "command_burst",
+        _int_between(1, 10000),
+        "200",
+        "Gateway: commands a connection may send at once above WSAUTH_COMMAND_RATE "
+        "(e.g. re-subscribing after a reconnect).",
+        bounds="1 to 10000",
+    ),
+    Setting(
+        "max_subscriptions",
+        _int_between(0, 10000),
+        "100",
+        "Gateway: channels one connection may be subscribed to at once "
+        "(more: `too_many_subscriptions`).",
+        bounds="0 to 10000",
+    ),
+    Setting(
+        "max_pending_bytes",
+        _int_between(1024, 1024 * 1024 * 1024),
+        "4194304",
+        "Gateway: bytes queued to one connection and not yet written to its socket; a "
+        "slower reader is closed with 4004 (too slow) instead of growing memory.",
+        bounds="1024 to 1073741824",
+    ),
+    Setting(
+        "inbox_max_length",
+        _int_between(1, 10_000_000),
+        "10000",
+        "Gateway: entries kept (about) in the `{prefix}inbox` stream of client `send` "
+        "messages; older ones are trimmed.",
+        bounds="1 to 10000000",
+    ),
+    Setting(
         "idle_timeout",
         _int_between(1, 86400),
         "300",
@@ -520,6 +560,11 @@ class Settings:
     ping_interval: int
     ping_timeout: int
     max_connection_age: int
+    command_rate: int
+    command_burst: int
+    max_subscriptions: int
+    max_pending_bytes: int
+    inbox_max_length: int
     idle_timeout: int
     rate_limit_tokens: str | None
     rate_limit_tokens_per_ip: str | None

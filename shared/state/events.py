@@ -37,7 +37,8 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from wsauth.shared.core.errors import BadEvent, EventTooLarge, Unavailable
+from wsauth.shared.core.channels import check_channel
+from wsauth.shared.core.errors import BadEvent, EventTooLarge, Unavailable, WsAuthError
 from wsauth.shared.core.tokens import MAX_SID_LENGTH, MAX_SUB_LENGTH
 
 MAX_EVENT_BYTES = 64 * 1024
@@ -66,7 +67,15 @@ class Revoke:
     at: float = 0.0
 
 
-Event = Push | Revoke
+@dataclass(frozen=True)
+class Message:
+    """Deliver ``data`` (any JSON value) to every connection that joined ``channel``."""
+
+    channel: str
+    data: Any
+
+
+Event = Push | Revoke | Message
 
 
 def _check_id(value: object, name: str, limit: int) -> str:
@@ -86,6 +95,8 @@ def encode(event: Event) -> bytes:
     if isinstance(event, Push):
         document = {"type": "push", "sub": _check_id(event.sub, "sub", MAX_SUB_LENGTH)}
         document["data"] = event.data
+    elif isinstance(event, Message):
+        document = {"type": "message", "channel": _channel(event.channel), "data": event.data}
     else:
         if (event.sub is None) == (event.sid is None):
             raise BadEvent("a revoke event names exactly one of sub and sid")
@@ -139,14 +150,29 @@ def decode(raw: bytes | str) -> Event:
             sid=None if sid is None else _check_id(sid, "sid", MAX_SID_LENGTH),
             at=float(at),
         )
+    if kind == "message":
+        if "data" not in document:
+            raise BadEvent("a message event has data")
+        return Message(_channel(document.get("channel")), document["data"])
     raise BadEvent("unknown event type")
 
 
-def socket_message(push: Push) -> str:
-    """What a connection receives for ``push``: ``{"type": "push", "data": ...}``."""
-    return json.dumps(
-        {"type": "push", "data": push.data}, separators=(",", ":"), ensure_ascii=False
+def _channel(name: object) -> str:
+    try:
+        return check_channel(name)
+    except WsAuthError as error:
+        raise BadEvent(str(error)) from None
+
+
+def socket_message(event: Push | Message) -> str:
+    """What a connection receives: ``{"type": "push", "data": ...}`` for a push,
+    ``{"type": "message", "channel": <name>, "data": ...}`` for a channel message."""
+    document: dict[str, Any] = (
+        {"type": "push", "data": event.data}
+        if isinstance(event, Push)
+        else {"type": "message", "channel": event.channel, "data": event.data}
     )
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
 
 
 def publish(client: redis.Redis, prefix: str, event: Event) -> int:
@@ -205,6 +231,27 @@ def publish_revoke(
     """
     at = time.time() if now is None else now
     return publish(client, prefix, Revoke(sub=sub, sid=sid, at=at))
+
+
+def publish_message(client: redis.Redis, prefix: str, channel: str, data: Any) -> int:
+    """Deliver ``data`` to every connection that joined ``channel``, on every gateway node.
+
+    Returns how many gateway processes received it (0: nobody listens; not an error).
+
+    Raises:
+        BadChannel: ``channel`` is outside the channel grammar (nothing is published).
+        BadEvent: ``data`` is not JSON-serialisable.
+        EventTooLarge: the event is over :data:`MAX_EVENT_BYTES`.
+        Unavailable: Redis did not answer in time.
+    """
+    return publish(client, prefix, Message(check_channel(channel), data))
+
+
+async def apublish_message(
+    client: redis.asyncio.Redis, prefix: str, channel: str, data: Any
+) -> int:
+    """:func:`publish_message` for asyncio code (``redis.asyncio``); same answer and errors."""
+    return await apublish(client, prefix, Message(check_channel(channel), data))
 
 
 async def apublish_push(client: redis.asyncio.Redis, prefix: str, sub: str, data: Any) -> int:

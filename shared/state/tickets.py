@@ -278,8 +278,10 @@ class TicketStore:
             session_at=_as_time(values[1]) if len(values) > 1 else None,
         )
 
-    async def renew(self, keys: Iterable[tuple[str, int]]) -> int:
-        """``EXPIRE key ttl`` for each ``(key, ttl)``, pipelined in batches; ``ttl`` 0 deletes.
+    async def renew(self, keys: Iterable[tuple[str, int, Resumable | None]]) -> int:
+        """For each ``(key, ttl, record)``: ``EXPIRE key ttl``, or with a record ``SET key
+        record XX EX ttl`` (what the ticket resumes changed); ``ttl`` 0 deletes. Pipelined
+        in batches.
 
         Returns how many keys still existed.
 
@@ -292,11 +294,13 @@ class TicketStore:
         for start in range(0, len(pending), RENEW_BATCH):
             batch = pending[start : start + RENEW_BATCH]
             async with self._client.pipeline(transaction=False) as pipe:
-                for key, ttl in batch:
-                    if ttl > 0:
-                        pipe.expire(key, ttl)
-                    else:
+                for key, ttl, record in batch:
+                    if ttl <= 0:
                         pipe.delete(key)
+                    elif record is not None:
+                        pipe.set(key, record.encode(), xx=True, ex=ttl)
+                    else:
+                        pipe.expire(key, ttl)
                 replies = await pipe.execute()
             alive += sum(1 for reply in replies if reply)
         return alive

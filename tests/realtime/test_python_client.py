@@ -72,10 +72,11 @@ def test_after_a_4002_close_the_client_reconnects_at_once_with_a_new_token(
     assert "retrying" not in recorder.states()  # no backoff before a 4002 reconnect
 
 
-def test_after_a_1001_close_the_client_backs_off_and_reconnects_with_a_new_token(
-    gateway: GatewayHandle, issuer: Issuer, plain_client: tuple[str, str]
+def test_after_a_1001_close_the_client_backs_off_and_falls_back_to_a_new_token_when_its_ticket_is_refused(
+    gateway: GatewayHandle, issuer: Issuer, plain_client: tuple[str, str], raw_redis: redis.Redis
 ) -> None:
     recorder = Recorder(issuer.url, plain_client)
+    resumes: list[int] = []
 
     async def scenario() -> list[str | bytes]:
         received: list[str | bytes] = []
@@ -83,13 +84,17 @@ def test_after_a_1001_close_the_client_backs_off_and_reconnects_with_a_new_token
             async for message in client:
                 received.append(message)
                 if len(received) == 1:
+                    for key in raw_redis.keys("wsauth:resume:*"):  # Redis lost the ticket
+                        raw_redis.delete(key)
                     await asyncio.to_thread(gateway.call, gateway.app.gateway.close_connections)
                 if len(received) == 2:
+                    resumes.append(client.resumes)
                     break
         return received
 
     assert _types(asyncio.run(asyncio.wait_for(scenario(), 15))) == ["welcome", "welcome"]
     assert len(set(recorder.tokens)) == 2
+    assert resumes == [0]
     assert recorder.states()[recorder.states().index("closed") + 1] == "retrying"
     assert [s.close_code for s in recorder.statuses if s.state == "closed"] == [1001]
 

@@ -216,7 +216,9 @@ def test_renew_extends_live_tickets_and_deletes_those_past_their_deadline(
         async with open_store(redis_url) as store:
             _, first = await store.issue(make_record(), ttl=5)
             _, second = await store.issue(make_record(), ttl=5)
-            alive = await store.renew([(first, 100), (second, 0), ("wsauth:resume:gone", 100)])
+            alive = await store.renew(
+                [(first, 100, None), (second, 0, None), ("wsauth:resume:gone", 100, None)]
+            )
             return first, second, alive
 
     first, second, alive = asyncio.run(scenario())
