@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable, Coroutine, Iterable
@@ -46,6 +47,7 @@ from wsauth.shared.core.errors import InvalidToken, TicketReplayed, TokenTooLarg
 from wsauth.shared.core.proxies import client_address, rate_key
 from wsauth.shared.core.tokens import MAX_TOKEN_BYTES, Claims, Jti, verify
 from wsauth.shared.state.events import Event, Message, Push, Revoke, socket_message
+from wsauth.shared.state.history import Entry, History, Seam, message_frame
 from wsauth.shared.state.replay import AsyncReplayGuard, async_client
 from wsauth.shared.state.sessions import revoked_session_key, revoked_subject_key
 from wsauth.shared.state.tickets import (
@@ -186,6 +188,7 @@ class Gateway:
         self.tickets = (
             TicketStore(self.redis, prefix=settings.redis_prefix) if settings.resume_ttl else None
         )
+        self.history = History.from_settings(settings)
         self._renewer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -513,8 +516,16 @@ class Gateway:
         members = self.registry.members(message.channel)
         if members:
             frame = socket_message(message)
+            live: Entry | None = None
             for connection in members:
-                connection.send(frame)
+                seam = _seam_of(connection, message.channel) if message.offset else None
+                if seam is None or (live is None and (live := _history_entry(message)) is None):
+                    connection.send(frame)
+                    continue
+                # A recovering (or recovered) subscription: by offset, never twice.
+                for entry in seam.live(live):
+                    same = entry is live
+                    connection.send(frame if same else message_frame(message.channel, entry))
             self.metrics.pushes.inc(len(members))
         return len(members)
 
@@ -650,6 +661,19 @@ class Gateway:
 def _close_all(connections: Iterable[Connection], code: int, reason: str | None = None) -> None:
     for connection in list(connections):
         connection.close(code, reason or REASONS.get(code, ""))
+
+
+def _history_entry(message: Message) -> Entry | None:
+    """The message as a history entry (offset, epoch, data as JSON), if it has an offset."""
+    if message.offset is None or message.epoch is None or not message.offset.isdigit():
+        return None
+    data = json.dumps(message.data, separators=(",", ":"), ensure_ascii=False)
+    return Entry(int(message.offset), message.epoch, data)
+
+
+def _seam_of(connection: Connection, channel: str) -> Seam | None:
+    seams = getattr(getattr(connection, "session", None), "seams", None)
+    return seams.get(channel) if seams else None
 
 
 def _ignore_failure(task: asyncio.Future[Any]) -> None:

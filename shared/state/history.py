@@ -39,6 +39,7 @@ from typing import Any
 import redis
 import redis.asyncio
 
+from wsauth.shared.core.config import Settings
 from wsauth.shared.core.errors import Unavailable
 from wsauth.shared.core.keyset import b64url
 
@@ -49,9 +50,11 @@ UNKNOWN_POSITION = "unknown_position"
 REASONS = (EPOCH_CHANGED, HISTORY_TRIMMED, UNKNOWN_POSITION)
 
 _EPOCH = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_OFFSET = re.compile(r"0|[1-9][0-9]{0,15}")
 
 # KEYS: stream, meta. ARGV: pub/sub channel, data (JSON), maxlen, ttl, epoch if new,
-# the published event up to (not including) its closing brace.
+# the published event up to (not including) its closing brace. Offsets travel as
+# decimal strings (protocol v1: {"offset": "17", "epoch": "..."}).
 # A meta hash missing means the history is gone (or never was): a new epoch, and
 # any stale stream entry is dropped so offsets start again at 1.
 APPEND_AND_PUBLISH = """
@@ -66,7 +69,7 @@ redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], offset .. '-0', 'd', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 local receivers = redis.call('PUBLISH', ARGV[1],
-  ARGV[6] .. ',"offset":' .. offset .. ',"epoch":"' .. epoch .. '"}')
+  ARGV[6] .. ',"offset":"' .. offset .. '","epoch":"' .. epoch .. '"}')
 return {offset, epoch, receivers}
 """
 
@@ -102,20 +105,23 @@ class Position:
     epoch: str
 
     @classmethod
-    def parse(cls, value: Any) -> Position:
-        """``{"offset": <int >= 0>, "epoch": <string>}`` from a ``subscribe`` command.
+    def parse(cls, offset: Any, epoch: Any) -> Position:
+        """The ``since`` of a ``subscribe``: ``offset`` a decimal string (``"0"`` to
+        2^53 - 1), ``epoch`` as the gateway sent it.
 
         Raises:
-            ValueError: anything else (the protocol answers ``bad_command``).
+            ValueError: anything else (the gateway answers ``bad_position``).
         """
-        if not isinstance(value, dict) or set(value) != {"offset", "epoch"}:
-            raise ValueError("since must be {offset, epoch}")
-        offset, epoch = value["offset"], value["epoch"]
-        if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset < 2**53:
-            raise ValueError("since.offset must be a non-negative integer")
+        if not isinstance(offset, str) or not _OFFSET.fullmatch(offset):
+            raise ValueError("since.offset must be a decimal string")
+        if int(offset) >= 2**53:
+            raise ValueError("since.offset is too large")
         if not isinstance(epoch, str) or not _EPOCH.fullmatch(epoch):
             raise ValueError("since.epoch must be an epoch string")
-        return cls(offset, epoch)
+        return cls(int(offset), epoch)
+
+    def to_json(self) -> dict[str, str]:
+        return {"offset": str(self.offset), "epoch": self.epoch}
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,39 +227,57 @@ class Seam:
         return [entry]
 
 
-def _published_head(event: dict[str, Any]) -> str:
-    """The event as JSON without its closing brace: the script appends offset and epoch."""
-    text = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
-    if not text.endswith("}") or text == "{}":
-        raise ValueError("the event must be a non-empty JSON object")
-    return text[:-1]
+def message_frame(channel: str, entry: Entry) -> str:
+    """The ``message`` frame of a stored entry (its data is JSON text already)."""
+    return (
+        f'{{"type":"message","channel":{json.dumps(channel)},"data":{entry.data},'
+        f'"offset":"{entry.offset}","epoch":"{entry.epoch}"}}'
+    )
 
 
 class History:
-    """Append + publish, and read, for the history channels (``redis.asyncio`` or sync)."""
+    """Append + publish, and read, for the channels of ``WSAUTH_HISTORY_CHANNELS``."""
 
-    def __init__(self, *, prefix: str, size: int, ttl: int) -> None:
+    def __init__(self, *, prefix: str, size: int, ttl: int, channels: Sequence[str]) -> None:
         self.prefix = prefix
         self.size = size
         self.ttl = ttl
+        self.channels = tuple(channels)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> History | None:
+        """None when no channel keeps history (the default)."""
+        if not settings.history_channels:
+            return None
+        return cls(
+            prefix=settings.redis_prefix,
+            size=settings.history_size,
+            ttl=settings.history_ttl,
+            channels=settings.history_channels,
+        )
+
+    def covers(self, channel: str) -> bool:
+        return has_history(channel, self.channels)
 
     def _append_args(
-        self, channel: str, data: str, topic: str, event: dict[str, Any]
+        self, channel: str, data: str, topic: str, body: str
     ) -> tuple[list[str], list[Any]]:
+        if not body.endswith("}"):
+            raise ValueError("the event must be a JSON object")
         keys = [stream_key(self.prefix, channel), meta_key(self.prefix, channel)]
-        args = [topic, data, self.size, self.ttl, new_epoch(), _published_head(event)]
-        return keys, args
+        return keys, [topic, data, self.size, self.ttl, new_epoch(), body[:-1]]
 
     def append(
-        self, client: redis.Redis, channel: str, *, data: str, topic: str, event: dict[str, Any]
+        self, client: redis.Redis, channel: str, *, data: str, topic: str, body: str
     ) -> Appended:
-        """Append ``data`` (JSON text) to the channel's stream and ``PUBLISH`` ``event``
-        (a JSON object; ``offset`` and ``epoch`` are added) on ``topic``, atomically.
+        """Append ``data`` (JSON text) to the channel's stream and ``PUBLISH`` ``body``
+        (the event, a JSON object; ``offset`` and ``epoch`` are added) on ``topic``,
+        atomically.
 
         Raises:
             Unavailable: Redis did not answer in time.
         """
-        keys, args = self._append_args(channel, data, topic, event)
+        keys, args = self._append_args(channel, data, topic, body)
         try:
             reply = client.eval(APPEND_AND_PUBLISH, 2, *keys, *args)
         except redis.RedisError as error:
@@ -261,16 +285,10 @@ class History:
         return _appended(reply)
 
     async def aappend(
-        self,
-        client: redis.asyncio.Redis,
-        channel: str,
-        *,
-        data: str,
-        topic: str,
-        event: dict[str, Any],
+        self, client: redis.asyncio.Redis, channel: str, *, data: str, topic: str, body: str
     ) -> Appended:
         """:meth:`append` for asyncio code; same answer and errors."""
-        keys, args = self._append_args(channel, data, topic, event)
+        keys, args = self._append_args(channel, data, topic, body)
         try:
             reply = await client.eval(APPEND_AND_PUBLISH, 2, *keys, *args)
         except (redis.RedisError, OSError) as error:
@@ -327,6 +345,7 @@ __all__ = [
     "Seam",
     "Stream",
     "has_history",
+    "message_frame",
     "meta_key",
     "recovery",
     "stream_key",

@@ -72,7 +72,7 @@ def test_after_a_4002_close_the_client_reconnects_at_once_with_a_new_token(
     assert "retrying" not in recorder.states()  # no backoff before a 4002 reconnect
 
 
-def test_after_a_1001_close_the_client_backs_off_and_falls_back_to_a_new_token_when_its_ticket_is_refused(
+def test_after_a_1001_close_with_a_lost_ticket_the_client_backs_off_and_takes_a_new_token(
     gateway: GatewayHandle, issuer: Issuer, plain_client: tuple[str, str], raw_redis: redis.Redis
 ) -> None:
     recorder = Recorder(issuer.url, plain_client)

@@ -11,7 +11,7 @@ from wsauth.shared.state.redis_conn import async_client, sync_client
 
 
 def test_history_appends_and_recovers_on_the_cluster(cluster_settings: Settings) -> None:
-    history = History(prefix="wsauth:", size=50, ttl=60)
+    history = History(prefix="wsauth:", size=50, ttl=60, channels=("*",))
     client = sync_client(cluster_settings.effective_redis_url, timeout=2)
     try:
         appended = [
@@ -20,7 +20,7 @@ def test_history_appends_and_recovers_on_the_cluster(cluster_settings: Settings)
                 channel,
                 data=json.dumps(n),
                 topic="wsauth:events",
-                event={"type": "message", "channel": channel, "data": n},
+                body=json.dumps({"type": "message", "channel": channel, "data": n}),
             )
             for n in range(1, 21)
             for channel in ("chat:a", "chat:b", "news")  # keys on different slots
