@@ -21,6 +21,11 @@ module does:
   stop — the iteration raises that :class:`ClientError`;
 - 1000 (normal close): the iteration ends.
 
+Channels given as ``channels=`` are subscribed on every connection; on a
+history channel the client keeps the last ``offset``/``epoch`` it saw and
+subscribes with ``since``, so the gateway delivers what it missed, in order
+and once (docs/reference/protocol.md).
+
 Resume tickets: the gateway's welcome carries one (``resume``); the client
 keeps it (and removes it from the welcome it yields: it is a credential) and
 reconnects with it — ``Authorization: Resume <ticket>``, no issuer request —
@@ -43,7 +48,7 @@ import random
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -147,6 +152,10 @@ class GatewayConnection:
         if message is None:
             raise StopAsyncIteration
         return message
+
+    def send(self, message: str) -> None:
+        """Queue a text frame (a protocol v1 command) to the gateway."""
+        self._connection.write_message(message)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake (see :meth:`aclose` to wait for its end)."""
@@ -318,9 +327,12 @@ class ReconnectingClient:
         timeout: float = DEFAULT_TIMEOUT,
         stable_after: float = STABLE_AFTER,
         draw: Callable[[], float] = random.random,
+        channels: Iterable[str] = (),
     ) -> None:
         """``fetch`` returns the issuer's token answer (``{"token", "url", ...}``);
-        ``url`` overrides the answer's gateway URL."""
+        ``url`` overrides the answer's gateway URL. ``channels`` are subscribed on every
+        connection, with ``since`` (the last position seen) when there is one, so what was
+        published while the client was away is recovered (the replies are yielded too)."""
         self._fetch = fetch
         self._url = url
         self._backoff = backoff
@@ -338,6 +350,11 @@ class ReconnectingClient:
         self.resumes = 0
         self._ticket: _Ticket | None = None
         self._last_url: str | None = None
+        self.channels = tuple(channels)
+        self._pending: dict[str, str] = {}  # subscribe command id -> channel
+        # channel -> (offset, epoch) of the last message seen (history channels).
+        self.positions: dict[str, tuple[str, str]] = {}
+        self._commands = 0
 
     @classmethod
     def for_api_client(
@@ -379,6 +396,43 @@ class ReconnectingClient:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    def _subscribe_all(self, connection: GatewayConnection) -> None:
+        for channel in self.channels:
+            self._commands += 1
+            command: dict[str, Any] = {
+                "type": "subscribe",
+                "id": f"wsauth-{self._commands}",
+                "channel": channel,
+            }
+            position = self.positions.get(channel)
+            if position is not None:
+                command["since"] = {"offset": position[0], "epoch": position[1]}
+            self._pending[command["id"]] = channel
+            connection.send(json.dumps(command))
+
+    def _track(self, message: str | bytes) -> None:
+        """Keep the last position per channel from ``message`` frames and subscribe replies."""
+        if not isinstance(message, str) or '"offset"' not in message:
+            return
+        try:
+            document = json.loads(message)
+        except ValueError:
+            return
+        if not isinstance(document, dict):
+            return
+        if document.get("type") == "message":
+            channel = document.get("channel")
+        elif document.get("type") == "reply":
+            channel = self._pending.pop(document.get("id"), None)  # type: ignore[arg-type]
+        else:
+            return
+        offset, epoch = document.get("offset"), document.get("epoch")
+        if not (isinstance(channel, str) and isinstance(offset, str) and isinstance(epoch, str)):
+            return
+        known = self.positions.get(channel)
+        if known is None or known[1] != epoch or int(known[0]) < int(offset):
+            self.positions[channel] = (offset, epoch)
 
     def _status(self, state: str, **details: Any) -> None:
         if self._on_status is not None:
@@ -453,6 +507,9 @@ class ReconnectingClient:
                     if first:
                         first = False
                         message, ticket = _take_ticket(message)
+                        self._subscribe_all(connection)
+                    else:
+                        self._track(message)
                     yield message
                 self._connection = None
                 code, reason = connection.close_code, connection.close_reason
