@@ -31,7 +31,8 @@ keeps it (and removes it from the welcome it yields: it is a credential) and
 reconnects with it — ``Authorization: Resume <ticket>``, no issuer request —
 after any close but 1000, 4001 and 4002, within ``resume_ttl`` seconds of the
 close. A refused ticket (401) falls back to a fresh token in the same
-attempt; 4002 always takes a fresh token.
+attempt; an unreachable or overloaded gateway (no answer, 5xx, 429) keeps it
+for the next attempt, after the backoff; 4002 always takes a fresh token.
 
 The single steps are there too: :func:`fetch_token` and :func:`connect`.
 The token travels in ``Authorization: Bearer`` (never in the URL). Both
@@ -458,8 +459,10 @@ class ReconnectingClient:
                     ticket.url, ticket.value, timeout=self._timeout, resume=True
                 )
             except ClientError as error:
-                if error.http_status is None:
-                    self._ticket = ticket  # the gateway did not see it: still good
+                status = error.http_status
+                if status is None or status >= 500 or status == 429:
+                    # Unreachable or overloaded: the ticket may still be good; back off.
+                    self._ticket = ticket
                     raise
                 # Refused (used, expired, revoked, Redis lost it): a fresh token now.
             else:

@@ -29,6 +29,13 @@
 // fetching a token. A ticket is tried once: if that socket closes before it
 // opens (a refused or unreachable gateway look alike to a page), the next
 // attempt, at once, fetches a fresh token.
+//
+// Channels given as `channels` are subscribed after every welcome. On a history
+// channel the client keeps the offset and epoch of the last message (or of the
+// subscribe reply) and subscribes with `since`, so the gateway delivers what was
+// published while it was away, in order and once; the reply says
+// `recovered: false` with a `reason` when it could not ("epoch_changed": the
+// history is gone). `client.positions` holds the positions.
 // The token is never logged, never put in a URL, and never handed to callbacks.
 
 /** Close codes of the gateway (the fixed contract of docs/reference). */
@@ -94,6 +101,7 @@ const MIN_REAUTHENTICATE_AGE_MS = 500;
  * @property {() => number} [random=Math.random]  jitter source (tests)
  * @property {typeof fetch} [fetch]      (tests)
  * @property {typeof WebSocket} [WebSocket]  (tests)
+ * @property {string[]} [channels]   subscribed on every connection, recovered by offset
  */
 
 /** The token endpoint refused (401/403: logged out) or failed. */
@@ -143,6 +151,36 @@ export class WsAuthClient {
     /** Issuer requests made, and connections opened with a resume ticket (tests, metrics). */
     this.tokenFetches = 0;
     this.resumes = 0;
+    this.channels = [...(options.channels ?? [])];
+    /** @type {Map<string, {offset: string, epoch: string}>} last position per channel */
+    this.positions = new Map();
+    this._commands = 0;
+    this._pending = new Map(); // subscribe command id -> channel
+  }
+
+  _subscribeAll(socket) {
+    for (const channel of this.channels) {
+      this._commands += 1;
+      const id = `wsauth-${this._commands}`;
+      const command = { type: "subscribe", id, channel };
+      const position = this.positions.get(channel);
+      if (position) command.since = { offset: position.offset, epoch: position.epoch };
+      this._pending.set(id, channel);
+      socket.send(JSON.stringify(command));
+    }
+  }
+
+  /** Keep the last position per channel from message frames and subscribe replies. */
+  _track(message) {
+    if (!message || typeof message.offset !== "string" || typeof message.epoch !== "string") return;
+    let channel = null;
+    if (message.type === "message") channel = message.channel;
+    else if (message.type === "reply") channel = this._pending.get(message.id) ?? null;
+    if (typeof channel !== "string") return;
+    const known = this.positions.get(channel);
+    if (!known || known.epoch !== message.epoch || Number(known.offset) < Number(message.offset)) {
+      this.positions.set(channel, { offset: message.offset, epoch: message.epoch });
+    }
   }
 
   /** Connect (again), unless already connecting or open. */
@@ -283,10 +321,16 @@ export class WsAuthClient {
           // not JSON: hand over the text as it came
         }
       }
-      if (message && message.type === "welcome" && typeof message.resume === "string") {
-        next = { value: message.resume, ttl: Number(message.resume_ttl) || 0 };
-        delete message.resume;
-        delete message.resume_ttl;
+      if (message && message.type === "welcome") {
+        if (typeof message.resume === "string") {
+          next = { value: message.resume, ttl: Number(message.resume_ttl) || 0 };
+          delete message.resume;
+          delete message.resume_ttl;
+        }
+        this._subscribeAll(socket);
+      } else {
+        this._track(message);
+        if (message && message.type === "reply") this._pending.delete(message.id);
       }
       this._notify(this.onMessage, message, event);
     });

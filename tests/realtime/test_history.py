@@ -147,3 +147,15 @@ def test_a_publish_from_the_socket_goes_through_the_history(
         seen = socket.seen or [next_json(socket)]  # type: ignore[attr-defined]
     assert (seen[0]["data"], seen[0]["offset"]) == ({"a": 1}, "1")
     assert raw_redis.xlen("wsauth:history:{chat:room}:s") == 1
+
+
+def test_a_history_read_without_the_sub_grant_is_refused_before_anything_is_read(
+    gateway: GatewayHandle, tokens: Tokens, raw_redis: redis.Redis, history_settings: Settings
+) -> None:
+    publish(history_settings, raw_redis, "chat:secret", "classified")
+    epoch = raw_redis.hget("wsauth:history:{chat:secret}:m", "epoch")
+    with open_socket(gateway.ws_url, tokens.issue(scope="sub:plain")[0]) as socket:
+        since = {"offset": "0", "epoch": epoch}
+        reply = command(socket, type="subscribe", id=1, channel="chat:secret", since=since)
+        assert socket.seen == []  # type: ignore[attr-defined]
+    assert reply["error"] == "not_granted"
