@@ -4,8 +4,9 @@
 
 N clients hold a connection to gateway A (a real ``python -m bench.servers wsauth``
 process, the same code as ``wsauth gateway``). A gets SIGTERM and closes every
-connection with 1001; each client reconnects at once — no backoff, the worst
-storm — to gateway B (another process: the node a load balancer sends them to):
+connection with 1001; each client reconnects with the bundled clients' backoff
+(full jitter in [0, 0.5 s), then doubling on 503 or 429: ``RECONNECT_BACKOFF``) to
+gateway B (another process: the node a load balancer sends them to):
 
 ``tickets``  with the resume ticket of A's welcome (``Authorization: Resume``);
 ``tokens``   with a fresh token from the real issuer (``POST /api/tokens``, gunicorn
@@ -26,19 +27,19 @@ import argparse
 import asyncio
 import base64
 import json
-import random
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 import tornado.httpclient
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidStatus
+import tornado.websocket
+from tornado.websocket import WebSocketClientConnection
 
 from bench.procs import ServerProcess, raise_fd_limit
 from bench.report import machine, write_json
 from bench.scenarios import HOST, Environment, Gunicorn, environment, wsauth_tokens
+from wsauth.ws.client import RECONNECT_BACKOFF
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ARMS = ("tickets", "tokens")
@@ -50,18 +51,19 @@ class Client:
     def __init__(self, token: str) -> None:
         self.token = token
         self.ticket: str | None = None
-        self.socket: ClientConnection | None = None
+        self.socket: WebSocketClientConnection | None = None
         self.issuer_requests = 0
         self.retries = 0  # 503/429 answers, retried after a jittered backoff
 
 
-async def _open(url: str, authorization: str) -> tuple[ClientConnection, dict[str, Any]]:
-    # close_timeout: after A's close frame, a client reconnects without waiting for
-    # the TCP teardown (as a browser's close event does not wait for A's exit).
-    socket = await connect(
-        url, additional_headers={"Authorization": authorization}, open_timeout=60, close_timeout=0.2
+async def _open(url: str, authorization: str) -> tuple[WebSocketClientConnection, dict[str, Any]]:
+    """Tornado's client (as ``wsauth.ws.client``): a close frame from the gateway ends
+    ``read_message`` at once, so a client reconnects when it is told, not at A's exit."""
+    request = tornado.httpclient.HTTPRequest(
+        url, headers={"Authorization": authorization}, connect_timeout=60, request_timeout=60
     )
-    welcome = json.loads(await socket.recv())
+    socket = await tornado.websocket.websocket_connect(request)
+    welcome = json.loads(await socket.read_message() or "null")
     return socket, welcome
 
 
@@ -96,6 +98,7 @@ async def _storm(
             for client, (socket, welcome) in zip(batch, opened, strict=True):
                 # No ticket when A's SET timed out under load: that client takes a token.
                 client.socket, client.ticket = socket, welcome.get("resume")
+            await asyncio.sleep(0.2)
     except BaseException:
         gateway_a.stop()
         raise
@@ -108,9 +111,12 @@ async def _storm(
         """As the bundled clients do: the ticket first (kept over a 503 or 429), a fresh
         token when it is refused; a token spent on a 503 is not reused."""
         assert client.socket is not None
-        await client.socket.wait_closed()  # A's 1001
+        while await client.socket.read_message() is not None:  # until A's 1001
+            pass
         ticket = client.ticket if arm == "tickets" else None
-        delay = 0.05
+        # The bundled clients' backoff after a 1001: full jitter in [0, 0.5 s), doubling.
+        attempt = 0
+        await asyncio.sleep(RECONNECT_BACKOFF.delay(attempt))
         while True:
             if ticket is not None:
                 authorization = f"Resume {ticket}"
@@ -120,16 +126,16 @@ async def _storm(
             try:
                 socket, welcome = await _open(url_b, authorization)
                 break
-            except InvalidStatus as error:
-                status = error.response.status_code
+            except tornado.httpclient.HTTPClientError as error:
+                status = error.code
                 if status == 401:
                     ticket = None  # refused: a fresh token, at once
                     continue
                 if status not in (429, 503):
                     raise
                 client.retries += 1
-                await asyncio.sleep(random.uniform(0, delay))
-                delay = min(2.0, delay * 2)
+                attempt += 1
+                await asyncio.sleep(RECONNECT_BACKOFF.delay(attempt))
         assert welcome["type"] == "welcome", welcome
         client.socket = socket
         done.append(time.perf_counter())
@@ -144,9 +150,10 @@ async def _storm(
         cpu = gateway_b.cpu_seconds() - cpu_before
     finally:
         http.close()
-        await asyncio.gather(
-            *(c.socket.close() for c in clients if c.socket is not None), return_exceptions=True
-        )
+        for client in clients:
+            if client.socket is not None:
+                client.socket.close()
+        await asyncio.sleep(0.5)
     return {
         "clients": count,
         "all_reconnected_s": round(max(done) - started, 3),
@@ -164,6 +171,9 @@ def run(count: int, rounds: int, *, log: Any = print) -> dict[str, Any]:
         gateway_b = env.server("wsauth")
         issuer = Gunicorn("issuer", env, 2)
         with gateway_b, issuer:
+            # Warm B and the issuer up (imports, caches, first connections): not measured.
+            for arm in ARMS:
+                asyncio.run(_storm(env, arm, min(count, 200), gateway_b, issuer))
             for number in range(rounds):
                 order = ARMS if number % 2 == 0 else ARMS[::-1]
                 for arm in order:
@@ -211,7 +221,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"Machine: {info['cpu']}, {info['cores']} cores (shared), Python {info['python']}, "
         f"{info['versions'].get('redis-server')}.",
         "",
-        "Every client reconnects at once after gateway A's SIGTERM (1001), to gateway B.",
+        "Every client reconnects after gateway A's SIGTERM (1001), to gateway B, with the "
+        "bundled clients' backoff (full jitter in [0, 0.5 s), doubling on 503).",
         "Medians over the rounds; the arms alternate.",
         "",
         "| arm | all reconnected | half reconnected | issuer requests | 503 retries"
