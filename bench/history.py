@@ -79,7 +79,8 @@ async def _recovery(env: Any, port: int, history: History, missed: int) -> dict[
     for attempt in range(3):
         channel = f"h:recover{attempt}"
         publish_message(env.redis, "wsauth:", channel, 0, history=history)
-        epoch = env.redis.hget(meta_key("wsauth:", channel), "epoch")
+        raw_epoch = env.redis.hget(meta_key("wsauth:", channel), "epoch")
+        epoch = raw_epoch.decode() if isinstance(raw_epoch, bytes) else raw_epoch
         for n in range(1, missed + 1):
             publish_message(env.redis, "wsauth:", channel, n, history=history)
         token, claims = mint(

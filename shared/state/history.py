@@ -29,6 +29,7 @@ whether the gap could be filled (``recovered``) and why not
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import secrets
@@ -72,6 +73,9 @@ local receivers = redis.call('PUBLISH', ARGV[1],
   ARGV[6] .. ',"offset":"' .. offset .. '","epoch":"' .. epoch .. '"}')
 return {offset, epoch, receivers}
 """
+
+
+APPEND_SHA = hashlib.sha1(APPEND_AND_PUBLISH.encode()).hexdigest()  # noqa: S324 - Redis's id
 
 
 def new_epoch() -> str:
@@ -279,7 +283,10 @@ class History:
         """
         keys, args = self._append_args(channel, data, topic, body)
         try:
-            reply = client.eval(APPEND_AND_PUBLISH, 2, *keys, *args)
+            try:
+                reply = client.evalsha(APPEND_SHA, 2, *keys, *args)
+            except redis.exceptions.NoScriptError:  # first use on this server
+                reply = client.eval(APPEND_AND_PUBLISH, 2, *keys, *args)
         except redis.RedisError as error:
             raise Unavailable(type(error).__name__) from None
         return _appended(reply)
@@ -290,7 +297,10 @@ class History:
         """:meth:`append` for asyncio code; same answer and errors."""
         keys, args = self._append_args(channel, data, topic, body)
         try:
-            reply = await client.eval(APPEND_AND_PUBLISH, 2, *keys, *args)
+            try:
+                reply = await client.evalsha(APPEND_SHA, 2, *keys, *args)
+            except redis.exceptions.NoScriptError:  # first use on this server
+                reply = await client.eval(APPEND_AND_PUBLISH, 2, *keys, *args)
         except (redis.RedisError, OSError) as error:
             raise Unavailable(type(error).__name__) from None
         return _appended(reply)

@@ -18,6 +18,7 @@ def _row(arm: str, number: int, seconds: float, cpu: float, issuer: int) -> dict
         "issuer_requests": issuer,
         "retries_503": 0,
         "gateway_cpu_us_per_reconnect": cpu,
+        "client_cpu_s": 1.0,
     }
 
 
