@@ -22,7 +22,8 @@ from typing import Any
 
 import redis
 
-from tests.realtime.conftest import _healthy, gateway_env, wait_until
+from tests.realtime.conftest import _healthy, gateway_env
+from tests.support.polling import wait_until
 from tests.ws.conftest import Tokens
 from wsauth.shared.core.config import Settings
 from wsauth.shared.core.errors import Unavailable
@@ -54,7 +55,10 @@ def gateway_on(settings: Settings, port: int) -> Iterator[subprocess.Popen[str]]
         text=True,
     )
     try:
-        wait_until(lambda: _healthy(f"http://127.0.0.1:{port}"), what="the gateway process")
+        # A process start on a loaded machine can take a while: a generous bound.
+        wait_until(
+            lambda: _healthy(f"http://127.0.0.1:{port}"), timeout=30.0, what="the gateway process"
+        )
         yield process
     finally:
         if process.poll() is None:
