@@ -22,7 +22,7 @@ import click
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from wsauth.issuer import create_app
-from wsauth.issuer.clients import PUSH, ClientStore, ClientStoreError
+from wsauth.issuer.clients import PUBLISH, PUSH, ClientStore, ClientStoreError
 from wsauth.issuer.state import get_state
 from wsauth.issuer.users import UserStore
 from wsauth.shared.cli.main import echo_json, fail, load_cli_settings, settings_options
@@ -98,7 +98,7 @@ def issuer(host: str, port: int, demo: bool) -> None:
 
 @click.group()
 def clients() -> None:
-    """Manage API clients (HTTP Basic credentials for POST /api/tokens and /api/push)."""
+    """Manage API clients (HTTP Basic credentials for POST /api/tokens, /api/push, /api/publish)."""
 
 
 def _store() -> ClientStore:
@@ -112,11 +112,20 @@ def _store() -> ClientStore:
     is_flag=True,
     help="Also let the client publish to any user with POST /api/push.",
 )
+@click.option(
+    "--allow-publish",
+    is_flag=True,
+    help="Also let the client publish to any channel with POST /api/publish.",
+)
 @_json_option
 @settings_options
-def add_client(name: str, allow_push: bool, as_json: bool) -> None:
+def add_client(name: str, allow_push: bool, allow_publish: bool, as_json: bool) -> None:
     """Register a client called NAME; print its id and secret (shown only this once)."""
-    permissions = frozenset({PUSH}) if allow_push else frozenset()
+    permissions = frozenset(
+        permission
+        for permission, allowed in ((PUSH, allow_push), (PUBLISH, allow_publish))
+        if allowed
+    )
     try:
         client_id, secret = _store().add(name, permissions=permissions)
     except ClientStoreError as error:

@@ -22,7 +22,8 @@ exist. The file is written atomically with mode 0600 (:mod:`wsauth.issuer.files`
 
 Permissions: every client may get tokens. ``"permissions": ["push"]``
 (``wsauth clients add NAME --allow-push``) also lets it publish to any user
-with ``POST /api/push``. A record without the member has no permission.
+with ``POST /api/push``; ``"publish"`` (``--allow-publish``) to any channel
+with ``POST /api/publish``. A record without the member has no permission.
 
 File format::
 
@@ -49,7 +50,8 @@ CLIENT_ID = re.compile(r"c_[0-9a-f]{16}")
 MAX_NAME = 128
 MAX_SECRET = 256
 PUSH = "push"
-PERMISSIONS = frozenset({PUSH})
+PUBLISH = "publish"
+PERMISSIONS = frozenset({PUSH, PUBLISH})
 _DUMMY_DIGEST = hashlib.sha256(b"wsauth: no such client").hexdigest()
 
 Clients = dict[str, dict[str, Any]]

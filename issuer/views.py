@@ -13,6 +13,8 @@ path                    method  what
 ``/api/tokens``         POST    HTTP Basic ``client_id:secret`` → token
 ``/api/push``           POST    HTTP Basic (client with the push permission),
                                 ``{"sub", "data"}`` → ``{"delivered_to_nodes": n}``
+``/api/publish``        POST    HTTP Basic (client with the publish permission),
+                                ``{"channel", "data"}`` → ``{"delivered_to_nodes": n}``
 ``/.well-known/jwks.json`` GET  the public keys
 ``/healthz``            GET     liveness: the process answers
 ``/readyz``             GET     readiness: Redis and signing key status
@@ -48,7 +50,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from wsauth.issuer import csrf
 from wsauth.issuer.access import note_reason, unproxied
-from wsauth.issuer.clients import PUSH, ApiClient
+from wsauth.issuer.clients import PUBLISH, PUSH, ApiClient
 from wsauth.issuer.login import current_login, log_in, log_out, require_login
 from wsauth.issuer.metrics import API, BROWSER, get_metrics
 from wsauth.issuer.ratelimit import limit_login_name, limit_principal
@@ -62,7 +64,7 @@ from wsauth.shared.core.errors import (
 )
 from wsauth.shared.core.tokens import Claims
 from wsauth.shared.logs import event_fields
-from wsauth.shared.state.events import MAX_EVENT_BYTES, publish_push
+from wsauth.shared.state.events import MAX_EVENT_BYTES, publish_message, publish_push
 
 log = logging.getLogger("wsauth.issuer")
 
@@ -183,9 +185,14 @@ def logout() -> BaseResponse:
 def _issue(subject: str, *, sid: str | None, client: str, app: Flask) -> tuple[str, Claims]:
     """Mint and record a token; count it in ``wsauth_issuer_tokens_issued_total{client}``."""
     started = time.perf_counter()
-    token, claims = get_state(app).signer.issue(subject, sid=sid)
+    token, claims = get_state(app).signer.issue(subject, sid=sid, scope=_scope_for(client))
     get_metrics(app).issued_token(client, time.perf_counter() - started)
     return token, claims
+
+
+def _scope_for(client: str) -> str | None:
+    """The demo grants browser users the channel ``demo`` (docs/reference/protocol.md)."""
+    return "sub:demo pub:demo" if client == BROWSER else None
 
 
 def _publish(sub: str, data: Any) -> int:
@@ -268,6 +275,36 @@ def api_push() -> Response:
         raise BadRequest('the body must be a JSON object {"sub": "...", "data": ...}')
     nodes = _publish(body["sub"], body["data"])
     log.info("push client=%s sub=%s nodes=%d", client.client_id, body["sub"], nodes)
+    return jsonify(delivered_to_nodes=nodes)
+
+
+@bp.post("/api/publish")
+def api_publish() -> Response:
+    """Publish ``{"channel": ..., "data": ...}`` to every connection that joined ``channel``.
+
+    For API clients with the ``publish`` permission (``wsauth clients add NAME
+    --allow-publish``); others get 403 ``forbidden``. Like ``/api/push``: a JSON
+    body, and ``{"delivered_to_nodes": n}`` counts the gateway processes
+    holding a member of the channel, not connections.
+    """
+    client = _api_client()
+    if not client.may(PUBLISH):
+        raise Forbidden(f"client {client.client_id} has no publish permission")
+    if not request.is_json:
+        raise BadRequest("the body must be application/json")
+    request.max_content_length = MAX_EVENT_BYTES + 1024
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("channel"), str) or "data" not in body:
+        raise BadRequest('the body must be a JSON object {"channel": "...", "data": ...}')
+    state = get_state()
+    started = time.perf_counter()
+    try:
+        nodes = publish_message(
+            state.signer.redis, state.settings.redis_prefix, body["channel"], body["data"]
+        )
+    finally:
+        get_metrics().redis("publish", time.perf_counter() - started)
+    log.info("publish client=%s channel=%s nodes=%d", client.client_id, body["channel"], nodes)
     return jsonify(delivered_to_nodes=nodes)
 
 

@@ -81,7 +81,7 @@ from wsauth.ws.lifetime import (
 )
 from wsauth.ws.protocol import welcome
 from wsauth.ws.registry import ConnectionRegistry
-from wsauth.ws.session import Limits, Outbox, Session
+from wsauth.ws.session import Limits, OnSend, Outbox, Session
 
 log = logging.getLogger("wsauth.gateway")
 
@@ -221,6 +221,9 @@ class GatewaySocket(_JsonHandler, tornado.websocket.WebSocketHandler):
     # Protocol v1 (wsauth.ws.session): set in open() once the connection is registered.
     session: Session | None = None
     outbox: Outbox | None = None
+    # The hook of a host handler that takes `send` messages itself instead of the inbox
+    # stream: a method taking an InboxMessage, returning None or an awaitable.
+    send_handler: OnSend | None = None
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         try:
@@ -294,13 +297,13 @@ class GatewaySocket(_JsonHandler, tornado.websocket.WebSocketHandler):
             log.exception("opening a connection failed")
             self.close(INTERNAL_ERROR, REASONS[INTERNAL_ERROR])
             return
+        # Frames for the connection (replies to early commands) wait behind the welcome.
+        self._before_welcome = []
         if self.gateway.tickets is None:
             self._welcome(None)
         else:
             # The welcome waits for the ticket's SET (batched with the others of this
-            # loop turn), so a ticket the client holds is always one Redis knows;
-            # messages for the connection meanwhile wait behind it.
-            self._before_welcome = []
+            # loop turn), so a ticket the client holds is always one Redis knows.
             welcome = asyncio.ensure_future(self._welcome_with_ticket())
             welcome.add_done_callback(_log_failure)
 
@@ -311,15 +314,20 @@ class GatewaySocket(_JsonHandler, tornado.websocket.WebSocketHandler):
 
     def _welcome(self, ticket: str | None) -> None:
         # Not awaited (nothing waits on it); if the client left at once, on_close
-        # unregisters it and send() drops the message.
+        # unregisters it and send() drops the message. Sent once this node's topic
+        # subscriptions include the user's, so a push after the welcome arrives.
         extra: dict[str, Any] = {}
         if ticket is not None:
             extra["resume"] = ticket
             extra["resume_ttl"] = self.gateway.settings.resume_ttl
         if self.admission is not None and self.admission.resumed is not None:
             extra["resumed"] = True
+        frame = welcome(self.claims.sub, expires_in=self._expires_in, **extra)
+        self.gateway.when_synced(lambda: self._send_welcome(frame))
+
+    def _send_welcome(self, frame: str) -> None:
         waiting, self._before_welcome = self._before_welcome, None
-        self.send(welcome(self.claims.sub, expires_in=self._expires_in, **extra))
+        self.send(frame)
         for message in waiting or ():
             self.send(message)
 
@@ -350,6 +358,7 @@ class GatewaySocket(_JsonHandler, tornado.websocket.WebSocketHandler):
             limits=limits,
             now=_loop_time,
             on_refreshed=self._refreshed,
+            on_send=self.send_handler,
         )
 
     def _refreshed(self, claims: Claims) -> float | None:

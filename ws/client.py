@@ -21,10 +21,28 @@ module does:
   stop — the iteration raises that :class:`ClientError`;
 - 1000 (normal close): the iteration ends.
 
-Channels given as ``channels=`` are subscribed on every connection; on a
-history channel the client keeps the last ``offset``/``epoch`` it saw and
-subscribes with ``since``, so the gateway delivers what it missed, in order
-and once (docs/reference/protocol.md).
+Channels and messages to backends (protocol v1, docs/reference/protocol.md)
+are methods of the client; each returns the gateway's reply or raises
+:class:`CommandRefused` with its code::
+
+    async with client:
+        await client.subscribe("chat:lobby")         # again after every reconnect
+        await client.publish("chat:lobby", {"text": "hi"})
+        await client.send({"order": 42})              # to the backends' inbox
+        async for message in client:                  # replies are not in the iteration
+            ...
+
+When the welcome frame carries ``expires_in`` (the gateway's
+``WSAUTH_MAX_CONNECTION_AGE``), the client re-authenticates in band at
+``refresh_at`` (80 %) of it: a fresh token from ``fetch``, sent as
+``refresh``. A channel the gateway leaves on its own (``unsubscribed``, e.g.
+``scope_changed``) or refuses when re-subscribing is dropped and reported
+to ``on_unsubscribed(channel, reason)``.
+
+On a history channel the client keeps the last ``offset``/``epoch`` it saw
+(``positions``) and subscribes with ``since`` after every reconnect, so the
+gateway delivers what it missed, in order and once; each such reply
+(``recovered``, ``reason``) is kept in ``recoveries``.
 
 Resume tickets: the gateway's welcome carries one (``resume``); the client
 keeps it (and removes it from the welcome it yields: it is a credential) and
@@ -43,6 +61,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import json
 import random
@@ -145,6 +164,14 @@ class GatewayConnection:
         """The next message, or None once the connection is closed."""
         return await self._connection.read_message()
 
+    async def send(self, message: str) -> None:
+        """Send one text frame.
+
+        Raises:
+            tornado.websocket.WebSocketClosedError: the connection is closed.
+        """
+        await self._connection.write_message(message)
+
     def __aiter__(self) -> GatewayConnection:
         return self
 
@@ -153,10 +180,6 @@ class GatewayConnection:
         if message is None:
             raise StopAsyncIteration
         return message
-
-    def send(self, message: str) -> None:
-        """Queue a text frame (a protocol v1 command) to the gateway."""
-        self._connection.write_message(message)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake (see :meth:`aclose` to wait for its end)."""
@@ -291,6 +314,19 @@ class Revoked(ClientError):
         self.close_code = REVOKED
 
 
+class CommandRefused(ClientError):
+    """The gateway answered a command with an error (``error`` is its code), or the
+    connection went away first (``connection_closed``, ``not_connected``)."""
+
+    def __init__(self, error: str, reply: dict[str, Any] | None = None) -> None:
+        super().__init__(f"command refused: {error}", http_status=None, error=error)
+        self.reply = reply or {}
+
+
+COMMAND_TIMEOUT = 10.0
+LOST = frozenset({"connection_closed", "not_connected"})
+
+
 class _Stop(Exception):
     """Internal: a refusal that no retry can fix; carries the error to raise."""
 
@@ -328,12 +364,15 @@ class ReconnectingClient:
         timeout: float = DEFAULT_TIMEOUT,
         stable_after: float = STABLE_AFTER,
         draw: Callable[[], float] = random.random,
+        refresh_at: float | None = 0.8,
+        on_unsubscribed: Callable[[str, str], None] | None = None,
         channels: Iterable[str] = (),
     ) -> None:
         """``fetch`` returns the issuer's token answer (``{"token", "url", ...}``);
-        ``url`` overrides the answer's gateway URL. ``channels`` are subscribed on every
-        connection, with ``since`` (the last position seen) when there is one, so what was
-        published while the client was away is recovered (the replies are yielded too)."""
+        ``url`` overrides the answer's gateway URL; ``refresh_at`` is the share of a
+        welcome's ``expires_in`` after which the client refreshes in band (None: never,
+        the gateway's 4002 close then makes it reconnect); ``channels`` are subscribed
+        on every connection, as :meth:`subscribe` does."""
         self._fetch = fetch
         self._url = url
         self._backoff = backoff
@@ -346,16 +385,220 @@ class ReconnectingClient:
         self._closed = False
         self._stopping = asyncio.Event()
         self.connections = 0
+        self._refresh_at = refresh_at
+        self._on_unsubscribed = on_unsubscribed
+        # subscribed (or to subscribe), in order
+        self.channels: dict[str, None] = dict.fromkeys(channels)
         # Issuer requests made, and connections opened with a resume ticket.
         self.token_fetches = 0
         self.resumes = 0
         self._ticket: _Ticket | None = None
+        self._welcome_ticket: tuple[str, int] | None = None
         self._last_url: str | None = None
-        self.channels = tuple(channels)
-        self._pending: dict[str, str] = {}  # subscribe command id -> channel
         # channel -> (offset, epoch) of the last message seen (history channels).
         self.positions: dict[str, tuple[str, str]] = {}
-        self._commands = 0
+        # The last subscribe replies that said whether a gap was recovered.
+        self.recoveries: collections.deque[dict[str, Any]] = collections.deque(maxlen=100)
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._next_id = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._refresh_timer: asyncio.TimerHandle | None = None
+        self.refreshes = 0
+
+    # --- protocol v1 ---------------------------------------------------------------
+
+    async def subscribe(self, channel: str) -> dict[str, Any]:
+        """Subscribe to ``channel`` now (when connected) and after every reconnect.
+
+        Raises:
+            CommandRefused: the gateway refused (e.g. ``not_granted``; then the channel
+                is forgotten). While not connected, it is only remembered.
+        """
+        self.channels[channel] = None
+        if self._connection is None:
+            return {"pending": True}
+        try:
+            return await self._subscribe_now(channel)
+        except CommandRefused as refused:
+            if refused.error not in LOST:
+                self.channels.pop(channel, None)
+            raise
+
+    async def unsubscribe(self, channel: str) -> dict[str, Any]:
+        """Leave ``channel`` (and do not subscribe to it again after a reconnect)."""
+        known = channel in self.channels
+        self.channels.pop(channel, None)
+        if not known or self._connection is None:
+            return {"ok": True}
+        return await self._command({"type": "unsubscribe", "channel": channel})
+
+    async def publish(self, channel: str, data: Any) -> dict[str, Any]:
+        """Publish ``data`` (any JSON value) to ``channel``; the scope must grant ``pub:``."""
+        return await self._command({"type": "publish", "channel": channel, "data": data})
+
+    async def send(self, data: Any) -> dict[str, Any]:
+        """Send ``data`` (any JSON value) to the backends (the inbox stream)."""
+        return await self._command({"type": "send", "data": data})
+
+    async def refresh(self) -> dict[str, Any]:
+        """Re-authenticate in band now with a fresh token; return the reply (``expires_in``).
+
+        Raises:
+            CommandRefused: refused (a token code, ``subject_mismatch``) or not connected.
+            ClientError: no token could be fetched.
+        """
+        connection = self._connection
+        if connection is None:
+            raise CommandRefused("not_connected")
+        self.token_fetches += 1
+        document = await self._fetch()
+        if self._connection is not connection:
+            raise CommandRefused("not_connected")
+        reply = await self._command({"type": "refresh", "token": document["token"]})
+        self.refreshes += 1
+        self._schedule_refresh(reply.get("expires_in"))
+        return reply
+
+    async def _command(self, frame: dict[str, Any]) -> dict[str, Any]:
+        connection = self._connection
+        if connection is None:
+            raise CommandRefused("not_connected")
+        self._next_id += 1
+        command_id = self._next_id
+        reply: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[command_id] = reply
+        try:
+            await connection.send(json.dumps({**frame, "id": command_id}))
+            answer = await asyncio.wait_for(reply, COMMAND_TIMEOUT)
+        except tornado.websocket.WebSocketClosedError:
+            raise CommandRefused("connection_closed") from None
+        except TimeoutError:
+            raise CommandRefused("timeout") from None
+        finally:
+            self._pending.pop(command_id, None)
+        if "error" in answer:
+            raise CommandRefused(str(answer["error"]), answer)
+        return answer
+
+    def _handle(self, message: str | bytes) -> bool:
+        """Act on a gateway frame; True when it was a reply to a command (not yielded)."""
+        try:
+            frame = json.loads(message)
+        except ValueError:
+            return False
+        if not isinstance(frame, dict):
+            return False
+        kind = frame.get("type")
+        if kind == "message":
+            self._track(frame.get("channel"), frame)
+        elif kind == "reply":
+            waiting = self._pending.get(frame.get("id"))  # type: ignore[arg-type]
+            if waiting is not None and not waiting.done():
+                waiting.set_result(frame)
+                return True
+        elif kind == "welcome":
+            self._schedule_refresh(frame.get("expires_in"))
+            if self.channels:
+                self._spawn(self._resubscribe())
+        elif kind == "unsubscribed" and isinstance(frame.get("channel"), str):
+            self.channels.pop(frame["channel"], None)
+            self._unsubscribed(frame["channel"], str(frame.get("reason")))
+        return False
+
+    async def _subscribe_now(self, channel: str) -> dict[str, Any]:
+        """``subscribe``, with ``since`` when a position of the channel is known."""
+        frame: dict[str, Any] = {"type": "subscribe", "channel": channel}
+        position = self.positions.get(channel)
+        if position is not None:
+            frame["since"] = {"offset": position[0], "epoch": position[1]}
+        reply = await self._command(frame)
+        self._track(channel, reply)
+        if "recovered" in reply:
+            self.recoveries.append({"channel": channel, **reply})
+        return reply
+
+    def _last_welcome_ticket(self) -> tuple[str, int] | None:
+        """``(ticket, ttl)`` of the last connection's welcome (set while its frames were read)."""
+        return self._welcome_ticket
+
+    def _track(self, channel: Any, frame: dict[str, Any]) -> None:
+        """Keep the last position of ``channel`` from a message frame or a subscribe reply."""
+        offset, epoch = frame.get("offset"), frame.get("epoch")
+        if not (isinstance(channel, str) and isinstance(offset, str) and offset.isdigit()):
+            return
+        if not isinstance(epoch, str):
+            return
+        known = self.positions.get(channel)
+        if known is None or known[1] != epoch or int(known[0]) < int(offset):
+            self.positions[channel] = (offset, epoch)
+
+    def _unsubscribed(self, channel: str, reason: str) -> None:
+        if self._on_unsubscribed is not None:
+            self._on_unsubscribed(channel, reason)
+
+    async def _resubscribe(self) -> None:
+        for channel in list(self.channels):
+            try:
+                await self._subscribe_now(channel)
+            except CommandRefused as refused:
+                if refused.error in LOST:
+                    return
+                self.channels.pop(channel, None)
+                self._unsubscribed(channel, refused.error)
+
+    def _schedule_refresh(self, expires_in: Any) -> None:
+        if self._refresh_timer is not None:
+            self._refresh_timer.cancel()
+            self._refresh_timer = None
+        if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
+            return
+        share = self._refresh_at
+        if share is not None and expires_in > 0:
+            self._refresh_timer = asyncio.get_running_loop().call_later(
+                expires_in * share, lambda: self._spawn(self._auto_refresh())
+            )
+
+    async def _auto_refresh(self) -> None:
+        self._refresh_timer = None
+        with contextlib.suppress(ClientError):  # else the gateway closes with 4002: reconnect
+            await self.refresh()
+
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _frames(self, connection: GatewayConnection) -> AsyncGenerator[str | bytes, None]:
+        """The frames of one connection but the replies, read by a task of their own so
+        that a command awaited between two messages gets its reply."""
+        queue: asyncio.Queue[str | bytes | None] = asyncio.Queue()
+
+        async def pump() -> None:
+            first = True
+            try:
+                async for message in connection:
+                    if first:  # the welcome: its ticket stays inside the client
+                        first = False
+                        message, self._welcome_ticket = _take_ticket(message)
+                    if not self._handle(message):
+                        queue.put_nowait(message)
+            finally:
+                queue.put_nowait(None)
+
+        reader = asyncio.ensure_future(pump())
+        try:
+            while (message := await queue.get()) is not None:
+                yield message
+        finally:
+            if self._refresh_timer is not None:
+                self._refresh_timer.cancel()
+                self._refresh_timer = None
+            for waiting in self._pending.values():
+                if not waiting.done():
+                    waiting.set_result({"error": "connection_closed"})
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
 
     @classmethod
     def for_api_client(
@@ -397,43 +640,6 @@ class ReconnectingClient:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
-
-    def _subscribe_all(self, connection: GatewayConnection) -> None:
-        for channel in self.channels:
-            self._commands += 1
-            command: dict[str, Any] = {
-                "type": "subscribe",
-                "id": f"wsauth-{self._commands}",
-                "channel": channel,
-            }
-            position = self.positions.get(channel)
-            if position is not None:
-                command["since"] = {"offset": position[0], "epoch": position[1]}
-            self._pending[command["id"]] = channel
-            connection.send(json.dumps(command))
-
-    def _track(self, message: str | bytes) -> None:
-        """Keep the last position per channel from ``message`` frames and subscribe replies."""
-        if not isinstance(message, str) or '"offset"' not in message:
-            return
-        try:
-            document = json.loads(message)
-        except ValueError:
-            return
-        if not isinstance(document, dict):
-            return
-        if document.get("type") == "message":
-            channel = document.get("channel")
-        elif document.get("type") == "reply":
-            channel = self._pending.pop(document.get("id"), None)  # type: ignore[arg-type]
-        else:
-            return
-        offset, epoch = document.get("offset"), document.get("epoch")
-        if not (isinstance(channel, str) and isinstance(offset, str) and isinstance(epoch, str)):
-            return
-        known = self.positions.get(channel)
-        if known is None or known[1] != epoch or int(known[0]) < int(offset):
-            self.positions[channel] = (offset, epoch)
 
     def _status(self, state: str, **details: Any) -> None:
         if self._on_status is not None:
@@ -504,18 +710,12 @@ class ReconnectingClient:
                 self.connections += 1
                 opened = time.monotonic()
                 self._status("connected")
-                ticket: tuple[str, int] | None = None
-                first = True
-                async for message in connection:
-                    if first:
-                        first = False
-                        message, ticket = _take_ticket(message)
-                        self._subscribe_all(connection)
-                    else:
-                        self._track(message)
+                self._welcome_ticket = None
+                async for message in self._frames(connection):
                     yield message
                 self._connection = None
                 code, reason = connection.close_code, connection.close_reason
+                ticket = self._last_welcome_ticket()
                 if ticket is not None and code not in (NORMAL, REVOKED, REAUTHENTICATE):
                     value, ttl = ticket
                     until = time.monotonic() + ttl

@@ -21,11 +21,13 @@ records (``ticket_revoked``); 503 when Redis fails. A resumed connection keeps
 the identity, scope and re-authentication deadline of the one it resumes.
 
 After the upgrade the gateway owns the connection's lifetime (the close codes
-are in :mod:`wsauth.ws.lifetime`): events from the one pub/sub subscription
-(:mod:`wsauth.ws.fanout`) are delivered by :meth:`Gateway.dispatch` — a push to the
-user's connections on this node, a revocation closes the matching ones with
-4001 — and one heartbeat sweep per node pings silent connections and closes
-idle ones with 4003.
+are in :mod:`wsauth.ws.lifetime`): events from pub/sub (:mod:`wsauth.ws.fanout`:
+the broadcast channel, plus the topics of the users and channels this node
+holds, which the registry reports as held and released) are delivered by
+:meth:`Gateway.dispatch` — a push to the user's connections on this node, a
+channel message to the members (:meth:`Gateway.join`), a revocation closes the
+matching ones with 4001 — and one heartbeat sweep per node pings silent
+connections and closes idle ones with 4003.
 """
 
 from __future__ import annotations
@@ -46,7 +48,15 @@ from wsauth.shared.core.config import MAX_TOKEN_TTL, Settings
 from wsauth.shared.core.errors import InvalidToken, TicketReplayed, TokenTooLarge, Unavailable
 from wsauth.shared.core.proxies import client_address, rate_key
 from wsauth.shared.core.tokens import MAX_TOKEN_BYTES, Claims, Jti, verify
-from wsauth.shared.state.events import Event, Message, Push, Revoke, socket_message
+from wsauth.shared.state.events import (
+    Event,
+    Message,
+    Push,
+    Revoke,
+    channel_topic,
+    socket_message,
+    user_topic,
+)
 from wsauth.shared.state.history import Entry, History, Seam, message_frame
 from wsauth.shared.state.replay import AsyncReplayGuard, async_client
 from wsauth.shared.state.sessions import revoked_session_key, revoked_subject_key
@@ -75,7 +85,7 @@ from wsauth.ws.lifetime import (
 )
 from wsauth.ws.metrics import GatewayMetrics
 from wsauth.ws.ratelimit import HandshakeLimiter
-from wsauth.ws.registry import ConnectionRegistry
+from wsauth.ws.registry import ConnectionRegistry, Kind
 
 log = logging.getLogger("wsauth.gateway")
 
@@ -164,6 +174,7 @@ class Gateway:
         self.replay = replay
         self.metrics = metrics or GatewayMetrics(keyset_status=self._keyset_status, clock=clock)
         self.registry: ConnectionRegistry[Any] = registry or ConnectionRegistry()
+        self.registry.listener = self  # held / released: the topics to subscribe to
         self.clock = clock
         self.redis = redis_client or async_client(
             settings.effective_redis_url, timeout=settings.redis_timeout
@@ -436,12 +447,19 @@ class Gateway:
             "keyset": keyset["keys"] > 0,
             "pubsub": self.fanout is None or self.fanout.subscribed,
         }
-        return {
+        document = {
             "status": "ok" if all(checks.values()) else "degraded",
             "checks": checks,
             "keyset": keyset,
             "connections": len(self.registry),
         }
+        if self.fanout is not None:
+            # Classic or sharded topics (wsauth.ws.fanout), and why: a Cluster of
+            # Redis < 7 has no sharded pub/sub and falls back to classic.
+            document["pubsub_mode"] = self.fanout.mode
+            document["pubsub_mode_reason"] = self.fanout.mode_reason
+            document["topics"] = len(self.fanout.topics)
+        return document
 
     def _keyset_status(self) -> dict[str, Any]:
         self.keys.refresh(self.clock())
@@ -484,11 +502,41 @@ class Gateway:
         """
         self.registry.leave(connection, check_channel(channel))
 
+    def held(self, kind: Kind, name: str) -> None:
+        """The registry's first connection of a user or member of a channel: subscribe."""
+        if self.fanout is not None:
+            self.fanout.hold(self._topic(kind, name))
+
+    def released(self, kind: Kind, name: str) -> None:
+        """The registry's last connection of a user or member of a channel left: unsubscribe."""
+        if self.fanout is not None:
+            self.fanout.release(self._topic(kind, name))
+
+    def _topic(self, kind: Kind, name: str) -> str:
+        prefix = self.settings.redis_prefix
+        return user_topic(prefix, name) if kind == "user" else channel_topic(prefix, name)
+
+    def when_synced(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` once Redis has applied every join, leave, open and close made
+        so far (see :meth:`synced`); at once when nothing is pending."""
+        if self.fanout is None:
+            callback()
+        else:
+            self.fanout.when_synced(callback)
+
     async def synced(self) -> None:
         """Return once Redis has applied every join, leave, open and close made so far:
-        from then on, a message published to a channel joined before the call reaches
-        this node. Returns at once while the subscription is down (nothing would)."""
-        return None
+        from then on, a message published to a channel joined (or a push to a user
+        connected) before the call reaches this node. Returns at once while the
+        subscription is down (nothing would)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def finish() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        self.when_synced(finish)
+        await done
 
     def dispatch(self, event: Event) -> int:
         """Apply an event to this node's connections; return how many it reached."""

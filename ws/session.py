@@ -207,23 +207,26 @@ class Session:
 
         Never raises: every refusal is a reply.
         """
+        # Every frame counts, a malformed one too: else garbage would be a free flood.
+        allowed = self._bucket.take(self._now())
         try:
             command = protocol.parse_command(frame)
         except WsAuthError as error:
-            self._reply_error(protocol.command_id_of(error), error)
+            if allowed:
+                self._refuse(None, protocol.command_id_of(error), error.code)
+            else:
+                self._rate_limited(None, protocol.command_id_of(error))
             return None
-        if not self._bucket.take(self._now()):
-            self._reply_error(
-                command.id, RateLimited(), retry_after=round(self._bucket.retry_after(), 3)
-            )
+        if not allowed:
+            self._rate_limited(command, command.id)
             return None
         try:
             return self._run(command)
         except WsAuthError as error:
-            self._reply_error(command.id, error)
+            self._refuse(command, command.id, error.code)
         except Exception:
             log.exception("a %s command failed", type(command).__name__.lower())
-            self.connection.send(protocol.reply_error(command.id, "internal_error"))
+            self._refuse(command, command.id, "internal_error")
         return None
 
     def closed(self) -> None:
@@ -238,7 +241,7 @@ class Session:
         if isinstance(command, Subscribe):
             if self._subscribe(command):
                 return self._guarded(command, self._synced(command))
-            self.connection.send(protocol.reply_ok(command.id))
+            self._ok(command)
             return None
         if isinstance(command, Unsubscribe):
             self._unsubscribe(command)
@@ -282,7 +285,7 @@ class Session:
                 raise
         elif command.since is not None:
             fields = {"recovered": False, "reason": "no_history"}
-        self.connection.send(protocol.reply_ok(command.id, **fields))
+        self._ok(command, **fields)
 
     async def _recover(self, command: Subscribe, seam: Seam) -> dict[str, Any]:
         """Read the channel's stream, deliver what ``since`` missed and the held live
@@ -319,7 +322,7 @@ class Session:
 
     def _unsubscribe(self, command: Unsubscribe) -> None:
         self._drop(command.channel)
-        self.connection.send(protocol.reply_ok(command.id))
+        self._ok(command)
 
     async def _publish(self, command: Publish) -> None:
         await apublish_message(
@@ -329,7 +332,7 @@ class Session:
             command.data,
             history=self.gateway.history,
         )
-        self.connection.send(protocol.reply_ok(command.id))
+        self._ok(command)
 
     async def _send(self, command: Send) -> None:
         claims = self.claims
@@ -357,7 +360,7 @@ class Session:
                 max_length=self.limits.inbox_max_length,
                 now=self.gateway.clock(),
             )
-        self.connection.send(protocol.reply_ok(command.id))
+        self._ok(command)
 
     async def _refresh(self, command: Refresh) -> None:
         gateway = self.gateway
@@ -384,22 +387,49 @@ class Session:
             gateway.leave(self.connection, channel)
             self.connection.send(protocol.unsubscribed(channel, SCOPE_CHANGED))
         expires_in = self._on_refreshed(claims)
-        self.connection.send(protocol.reply_ok(command.id, expires_in=expires_in))
+        self._ok(command, expires_in=expires_in)
 
     async def _guarded(self, command: Command, work: Awaitable[None]) -> None:
         """Await ``work``; a refusal or a failure becomes the command's error reply."""
         try:
             await work
         except WsAuthError as error:
-            self._reply_error(command.id, error)
+            self._refuse(command, command.id, error.code)
         except Exception:
             log.exception("a %s command failed", type(command).__name__.lower())
-            self.connection.send(protocol.reply_error(command.id, "internal_error"))
+            self._refuse(command, command.id, "internal_error")
 
-    def _reply_error(
-        self, command_id: protocol.CommandId | None, error: WsAuthError, **fields: Any
+    def _count(self, command: str, outcome: str) -> None:
+        metrics = getattr(self.gateway, "metrics", None)
+        if metrics is not None:
+            metrics.command(command, outcome)
+
+    def _ok(self, command: Command, **fields: Any) -> None:
+        self._count(_COMMAND_NAMES[type(command)], "ok")
+        self.connection.send(protocol.reply_ok(command.id, **fields))
+
+    def _rate_limited(self, command: Command | None, command_id: protocol.CommandId | None) -> None:
+        retry_after = round(self._bucket.retry_after(), 3)
+        self._refuse(command, command_id, RateLimited.code, retry_after=retry_after)
+
+    def _refuse(
+        self,
+        command: Command | None,
+        command_id: protocol.CommandId | None,
+        code: str,
+        **fields: Any,
     ) -> None:
-        self.connection.send(protocol.reply_error(command_id, error.code, **fields))
+        self._count("invalid" if command is None else _COMMAND_NAMES[type(command)], code)
+        self.connection.send(protocol.reply_error(command_id, code, **fields))
+
+
+_COMMAND_NAMES: dict[type, str] = {
+    Subscribe: "subscribe",
+    Unsubscribe: "unsubscribe",
+    Publish: "publish",
+    Send: "send",
+    Refresh: "refresh",
+}
 
 
 def _position(command: Subscribe) -> Position:

@@ -1,6 +1,6 @@
-"""``wsauth push`` (send a message to a user) and ``wsauth revoke`` (close a user's or a session's
-connections), straight through Redis: no issuer needed, only ``WSAUTH_REDIS_URL`` and
-``WSAUTH_REDIS_PREFIX``.
+"""``wsauth push`` (send a message to a user), ``wsauth publish`` (to a channel) and
+``wsauth revoke`` (close a user's or a session's connections), straight through Redis: no
+issuer needed, only ``WSAUTH_REDIS_URL`` and ``WSAUTH_REDIS_PREFIX``.
 
 Both print what happened (``--json`` for machines) and exit 0, also when no
 gateway was listening; bad input or Redis down is one line on stderr and exit
@@ -17,7 +17,7 @@ import click
 
 from wsauth.shared.cli.main import echo_json, fail, load_cli_settings, settings_options
 from wsauth.shared.core.errors import WsAuthError
-from wsauth.shared.state.events import publish_push
+from wsauth.shared.state.events import publish_message, publish_push
 from wsauth.shared.state.replay import sync_client
 from wsauth.shared.state.sessions import Revocation, revoke_session, revoke_subject
 
@@ -26,6 +26,14 @@ _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.
 
 def _nodes(count: int) -> str:
     return f"{count} gateway node{'' if count == 1 else 's'}"
+
+
+def _json_argument(message: str) -> Any:
+    text = sys.stdin.read() if message == "-" else message
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        fail(f"JSON: not valid JSON ({error.msg} at position {error.pos})")
 
 
 @click.command()
@@ -38,11 +46,7 @@ def push(sub: str, message: str, as_json: bool) -> None:
 
     A user with no live connection is not an error: nobody receives it.
     """
-    text = sys.stdin.read() if message == "-" else message
-    try:
-        data: Any = json.loads(text)
-    except json.JSONDecodeError as error:
-        fail(f"JSON: not valid JSON ({error.msg} at position {error.pos})")
+    data = _json_argument(message)
     settings = load_cli_settings()
     client = sync_client(settings.effective_redis_url, timeout=settings.redis_timeout)
     try:
@@ -55,6 +59,31 @@ def push(sub: str, message: str, as_json: bool) -> None:
         echo_json({"sub": sub, "delivered_to_nodes": nodes})
     else:
         click.echo(f"pushed to {sub}: received by {_nodes(nodes)}")
+
+
+@click.command()
+@click.argument("channel")
+@click.argument("message", metavar="JSON")
+@_json_option
+@settings_options
+def publish(channel: str, message: str, as_json: bool) -> None:
+    """Send JSON (any JSON value; - reads stdin) to every connection that joined CHANNEL.
+
+    A channel nobody joined is not an error: nobody receives it.
+    """
+    data = _json_argument(message)
+    settings = load_cli_settings()
+    client = sync_client(settings.effective_redis_url, timeout=settings.redis_timeout)
+    try:
+        nodes = publish_message(client, settings.redis_prefix, channel, data)
+    except WsAuthError as error:
+        fail(f"{error.code}: {error.detail or error.code}")
+    finally:
+        client.close()
+    if as_json:
+        echo_json({"channel": channel, "delivered_to_nodes": nodes})
+    else:
+        click.echo(f"published to {channel}: received by {_nodes(nodes)}")
 
 
 @click.command()

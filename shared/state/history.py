@@ -11,11 +11,15 @@ so a client holding ``(offset, epoch)`` can always tell whether the history
 still continues what it saw.
 
 Redis keys (both with the same TTL and the same hash tag, so one slot on
-Redis Cluster and one script touches both)::
+Redis Cluster — the slot of the channel's topic — and one script touches both)::
 
-    {prefix}history:{<channel>}:s   STREAM, entry id <offset>-0, field d = the data (JSON)
-                                    XADD MAXLEN = WSAUTH_HISTORY_SIZE, EXPIRE WSAUTH_HISTORY_TTL
-    {prefix}history:{<channel>}:m   HASH  epoch, top (the last offset)   same EXPIRE
+    {prefix}history:{<topic>}:s   STREAM, entry id <offset>-0, field d = the data (JSON)
+                                  XADD MAXLEN = WSAUTH_HISTORY_SIZE, EXPIRE WSAUTH_HISTORY_TTL
+    {prefix}history:{<topic>}:m   HASH  epoch, top (the last offset)   same EXPIRE
+
+where ``<topic>`` is the channel's pub/sub topic ``{prefix}channel:<name>``
+(:func:`wsauth.shared.state.events.channel_topic`): the script publishes there,
+with ``SPUBLISH`` on a Cluster with sharded pub/sub.
 
 Recovery (``subscribe`` with ``since``) is in three steps, so nothing is lost
 or doubled at the seam between history and live messages: subscribe to the
@@ -43,6 +47,7 @@ import redis.asyncio
 from wsauth.shared.core.config import Settings
 from wsauth.shared.core.errors import Unavailable
 from wsauth.shared.core.keyset import b64url
+from wsauth.shared.state.events import channel_topic
 
 EPOCH_BYTES = 9  # 72 random bits: 12 base64url characters
 EPOCH_CHANGED = "epoch_changed"
@@ -53,24 +58,27 @@ REASONS = (EPOCH_CHANGED, HISTORY_TRIMMED, UNKNOWN_POSITION)
 _EPOCH = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _OFFSET = re.compile(r"0|[1-9][0-9]{0,15}")
 
-# KEYS: stream, meta. ARGV: pub/sub channel, data (JSON), maxlen, ttl, epoch if new,
-# the published event up to (not including) its closing brace. Offsets travel as
+# KEYS: stream, meta, the channel's pub/sub topic (all of one slot: see stream_key).
+# ARGV: data (JSON), maxlen, ttl, epoch if new, the published event up to (not
+# including) its closing brace, "1" for SPUBLISH (sharded pub/sub) else PUBLISH. Offsets travel as
 # decimal strings (protocol v1: {"offset": "17", "epoch": "..."}).
 # A meta hash missing means the history is gone (or never was): a new epoch, and
 # any stale stream entry is dropped so offsets start again at 1.
 APPEND_AND_PUBLISH = """
 local epoch = redis.call('HGET', KEYS[2], 'epoch')
 if not epoch then
-  epoch = ARGV[5]
+  epoch = ARGV[4]
   redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[2], 'epoch', epoch, 'top', 0)
 end
 local offset = redis.call('HINCRBY', KEYS[2], 'top', 1)
-redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], offset .. '-0', 'd', ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('EXPIRE', KEYS[2], ARGV[4])
-local receivers = redis.call('PUBLISH', ARGV[1],
-  ARGV[6] .. ',"offset":"' .. offset .. '","epoch":"' .. epoch .. '"}')
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], offset .. '-0', 'd', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+local command = 'PUBLISH'
+if ARGV[6] == '1' then command = 'SPUBLISH' end
+local receivers = redis.call(command, KEYS[3],
+  ARGV[5] .. ',"offset":"' .. offset .. '","epoch":"' .. epoch .. '"}')
 return {offset, epoch, receivers}
 """
 
@@ -83,11 +91,14 @@ def new_epoch() -> str:
 
 
 def stream_key(prefix: str, channel: str) -> str:
-    return f"{prefix}history:{{{channel}}}:s"
+    """The stream's key. Its hash tag is the channel's pub/sub topic (no braces in a
+    prefix or a channel name), so stream, meta and topic share one Cluster slot and
+    one script may ``SPUBLISH`` to the topic."""
+    return f"{prefix}history:{{{channel_topic(prefix, channel)}}}:s"
 
 
 def meta_key(prefix: str, channel: str) -> str:
-    return f"{prefix}history:{{{channel}}}:m"
+    return f"{prefix}history:{{{channel_topic(prefix, channel)}}}:m"
 
 
 def has_history(channel: str, patterns: Iterable[str]) -> bool:
@@ -264,43 +275,53 @@ class History:
         return has_history(channel, self.channels)
 
     def _append_args(
-        self, channel: str, data: str, topic: str, body: str
+        self, channel: str, data: str, body: str, sharded: bool
     ) -> tuple[list[str], list[Any]]:
         if not body.endswith("}"):
             raise ValueError("the event must be a JSON object")
-        keys = [stream_key(self.prefix, channel), meta_key(self.prefix, channel)]
-        return keys, [topic, data, self.size, self.ttl, new_epoch(), body[:-1]]
+        keys = [
+            stream_key(self.prefix, channel),
+            meta_key(self.prefix, channel),
+            channel_topic(self.prefix, channel),
+        ]
+        return keys, [data, self.size, self.ttl, new_epoch(), body[:-1], "1" if sharded else "0"]
 
     def append(
-        self, client: redis.Redis, channel: str, *, data: str, topic: str, body: str
+        self, client: redis.Redis, channel: str, *, data: str, body: str, sharded: bool = False
     ) -> Appended:
-        """Append ``data`` (JSON text) to the channel's stream and ``PUBLISH`` ``body``
-        (the event, a JSON object; ``offset`` and ``epoch`` are added) on ``topic``,
-        atomically.
+        """Append ``data`` (JSON text) to the channel's stream and publish ``body`` (the
+        event, a JSON object; ``offset`` and ``epoch`` are added) on the channel's topic
+        (``SPUBLISH`` when ``sharded``), atomically.
 
         Raises:
             Unavailable: Redis did not answer in time.
         """
-        keys, args = self._append_args(channel, data, topic, body)
+        keys, args = self._append_args(channel, data, body, sharded)
         try:
             try:
-                reply = client.evalsha(APPEND_SHA, 2, *keys, *args)
+                reply = client.evalsha(APPEND_SHA, 3, *keys, *args)
             except redis.exceptions.NoScriptError:  # first use on this server
-                reply = client.eval(APPEND_AND_PUBLISH, 2, *keys, *args)
+                reply = client.eval(APPEND_AND_PUBLISH, 3, *keys, *args)
         except redis.RedisError as error:
             raise Unavailable(type(error).__name__) from None
         return _appended(reply)
 
     async def aappend(
-        self, client: redis.asyncio.Redis, channel: str, *, data: str, topic: str, body: str
+        self,
+        client: redis.asyncio.Redis,
+        channel: str,
+        *,
+        data: str,
+        body: str,
+        sharded: bool = False,
     ) -> Appended:
         """:meth:`append` for asyncio code; same answer and errors."""
-        keys, args = self._append_args(channel, data, topic, body)
+        keys, args = self._append_args(channel, data, body, sharded)
         try:
             try:
-                reply = await client.evalsha(APPEND_SHA, 2, *keys, *args)
+                reply = await client.evalsha(APPEND_SHA, 3, *keys, *args)
             except redis.exceptions.NoScriptError:  # first use on this server
-                reply = await client.eval(APPEND_AND_PUBLISH, 2, *keys, *args)
+                reply = await client.eval(APPEND_AND_PUBLISH, 3, *keys, *args)
         except (redis.RedisError, OSError) as error:
             raise Unavailable(type(error).__name__) from None
         return _appended(reply)

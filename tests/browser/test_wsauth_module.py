@@ -273,10 +273,10 @@ def test_the_client_resubscribes_its_channels_with_the_last_position_after_a_rec
         clientOptions={"channels": ["chat:a"]},
     )
     first, second = record["sent"]
-    assert first == {"type": "subscribe", "id": "wsauth-1", "channel": "chat:a"}
+    assert first == {"type": "subscribe", "id": 1, "channel": "chat:a"}
     assert second == {
         "type": "subscribe",
-        "id": "wsauth-2",
+        "id": 2,
         "channel": "chat:a",
         "since": {"offset": "7", "epoch": "E1"},
     }

@@ -16,7 +16,7 @@ from tests.support.gateway_server import GatewayHandle, run_gateway
 from tests.ws.conftest import Tokens
 from wsauth.shared.core.config import Settings
 from wsauth.shared.state.events import publish_message
-from wsauth.shared.state.history import History
+from wsauth.shared.state.history import History, meta_key, stream_key
 
 SCOPE = "sub:chat:* pub:chat:* sub:plain"
 
@@ -77,7 +77,7 @@ def test_a_subscribe_while_messages_flow_gets_every_one_once_in_order(
 ) -> None:
     history = History.from_settings(history_settings)
     publish_message(raw_redis, "wsauth:", "chat:busy", 0, history=history)
-    epoch = raw_redis.hget("wsauth:history:{chat:busy}:m", "epoch")
+    epoch = raw_redis.hget(meta_key("wsauth:", "chat:busy"), "epoch")
     stop = threading.Event()
 
     def publisher() -> None:
@@ -107,7 +107,7 @@ def test_recovery_after_the_history_was_lost_says_epoch_changed(
     gateway: GatewayHandle, tokens: Tokens, raw_redis: redis.Redis, history_settings: Settings
 ) -> None:
     publish(history_settings, raw_redis, "chat:x", "before")
-    old = raw_redis.hget("wsauth:history:{chat:x}:m", "epoch")
+    old = raw_redis.hget(meta_key("wsauth:", "chat:x"), "epoch")
     raw_redis.flushdb()  # Redis restarted empty
     publish(history_settings, raw_redis, "chat:x", "after")
     with open_socket(gateway.ws_url, tokens.issue(scope=SCOPE)[0]) as socket:
@@ -146,14 +146,14 @@ def test_a_publish_from_the_socket_goes_through_the_history(
         command(socket, type="publish", id=2, channel="chat:room", data={"a": 1})
         seen = socket.seen or [next_json(socket)]  # type: ignore[attr-defined]
     assert (seen[0]["data"], seen[0]["offset"]) == ({"a": 1}, "1")
-    assert raw_redis.xlen("wsauth:history:{chat:room}:s") == 1
+    assert raw_redis.xlen(stream_key("wsauth:", "chat:room")) == 1
 
 
 def test_a_history_read_without_the_sub_grant_is_refused_before_anything_is_read(
     gateway: GatewayHandle, tokens: Tokens, raw_redis: redis.Redis, history_settings: Settings
 ) -> None:
     publish(history_settings, raw_redis, "chat:secret", "classified")
-    epoch = raw_redis.hget("wsauth:history:{chat:secret}:m", "epoch")
+    epoch = raw_redis.hget(meta_key("wsauth:", "chat:secret"), "epoch")
     with open_socket(gateway.ws_url, tokens.issue(scope="sub:plain")[0]) as socket:
         since = {"offset": "0", "epoch": epoch}
         reply = command(socket, type="subscribe", id=1, channel="chat:secret", since=since)

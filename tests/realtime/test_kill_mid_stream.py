@@ -100,6 +100,15 @@ def publisher(settings: Settings, stop: threading.Event, count: int, start: int 
         client.close()
 
 
+async def _recovered(client: ReconnectingClient, count: int) -> None:
+    """Wait until ``count`` subscribe replies with ``recovered`` came (re-subscribes)."""
+    deadline = time.monotonic() + 10
+    while len(client.recoveries) < count:
+        if time.monotonic() > deadline:
+            raise AssertionError("the re-subscribe was not answered")
+        await asyncio.sleep(0.01)
+
+
 def test_a_killed_gateway_loses_nothing_doubles_nothing_and_costs_no_token(
     settings: Settings, tokens: Tokens, raw_redis: redis.Redis
 ) -> None:
@@ -107,7 +116,6 @@ def test_a_killed_gateway_loses_nothing_doubles_nothing_and_costs_no_token(
     fetch = Fetcher(tokens)
     stop = threading.Event()
     stream = threading.Thread(target=publisher, args=(settings, stop, TOTAL))
-    replies: list[dict[str, Any]] = []
     data: list[int] = []
     first = gateway_on(settings, port)
     first.__enter__()
@@ -119,15 +127,13 @@ def test_a_killed_gateway_loses_nothing_doubles_nothing_and_costs_no_token(
             fetch,
             url=f"ws://127.0.0.1:{port}/ws",
             backoff=Backoff(base=0.05, cap=0.2),
-            channels=[CHANNEL],
         )
         async with client:
             async for message in client:
                 document = json.loads(message)
-                if document["type"] == "reply":
-                    replies.append(document)
-                    if len(replies) == 1:
-                        stream.start()
+                if document["type"] == "welcome" and client.connections == 1:
+                    await client.subscribe(CHANNEL)  # and again, with since, on reconnects
+                    stream.start()
                 elif document["type"] == "message":
                     data.append(document["data"])
                     if len(data) == 3_000 and second is None:
@@ -151,7 +157,7 @@ def test_a_killed_gateway_loses_nothing_doubles_nothing_and_costs_no_token(
     assert data == list(range(TOTAL))  # all of them, in order, none twice
     assert fetch.requests == 1  # only the first connection asked the issuer
     assert client.resumes >= 1
-    assert replies[-1]["recovered"] is True
+    assert [r["recovered"] for r in client.recoveries][-1] is True
 
 
 def test_with_redis_restarted_empty_the_client_is_told_the_history_is_gone(
@@ -160,6 +166,7 @@ def test_with_redis_restarted_empty_the_client_is_told_the_history_is_gone(
     port = free_port()
     fetch = Fetcher(tokens)
     replies: list[dict[str, Any]] = []
+    welcomes: list[dict[str, Any]] = []
     data: list[int] = []
     first = gateway_on(settings, port)
     first.__enter__()
@@ -171,16 +178,18 @@ def test_with_redis_restarted_empty_the_client_is_told_the_history_is_gone(
             fetch,
             url=f"ws://127.0.0.1:{port}/ws",
             backoff=Backoff(base=0.05, cap=0.2),
-            channels=[CHANNEL],
         )
         async with client:
             async for message in client:
                 document = json.loads(message)
-                if document["type"] == "reply":
-                    replies.append(document)
-                    if len(replies) == 1:
+                if document["type"] == "welcome":
+                    welcomes.append(document)
+                    if len(welcomes) == 1:
+                        await client.subscribe(CHANNEL)
                         await asyncio.to_thread(publisher, settings, threading.Event(), 100)
                     else:
+                        await _recovered(client, 1)
+                        replies.extend(client.recoveries)
                         await asyncio.to_thread(publisher, settings, threading.Event(), 5, 100)
                 elif document["type"] == "message":
                     data.append(document["data"])

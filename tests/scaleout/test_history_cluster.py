@@ -19,7 +19,6 @@ def test_history_appends_and_recovers_on_the_cluster(cluster_settings: Settings)
                 client,
                 channel,
                 data=json.dumps(n),
-                topic="wsauth:events",
                 body=json.dumps({"type": "message", "channel": channel, "data": n}),
             )
             for n in range(1, 21)

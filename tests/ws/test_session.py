@@ -9,19 +9,23 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import redis
+from hypothesis import given
+from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from tests.support.gateway_server import GatewayHandle, run_gateway
 from tests.ws.conftest import Tokens
 from wsauth.shared.core.config import Settings
-from wsauth.shared.state.inbox import Inbox, inbox_key
+from wsauth.shared.state.inbox import Inbox, InboxMessage, inbox_key
 from wsauth.shared.state.replay import sync_client
+from wsauth.ws.app import GatewaySocket
 from wsauth.ws.session import CommandBucket, Outbox
 
 CHAT = "sub:chat:* pub:chat:*"
@@ -160,6 +164,10 @@ def test_a_flood_of_commands_is_rate_limited_per_connection_only(
         refused = replies[5:]
         assert {reply["error"] for reply in refused} == {"rate_limited"}
         assert all(0 < reply["retry_after"] <= 1 for reply in refused)
+        # Malformed frames count too: garbage is no way around the limit.
+        flood.send("garbage")
+        reply = next_frame(flood)
+        assert (reply["id"], reply["error"]) == (None, "rate_limited")
         # The other connection is untouched.
         assert command(alice, type="subscribe", id=1, channel="chat:x")["ok"] is True
 
@@ -332,3 +340,65 @@ def test_the_outbox_counts_queued_bytes_until_written() -> None:
     assert outbox.queued(1) is False
     outbox.written(101)
     assert outbox.pending == 0
+
+
+def test_commands_are_counted_by_command_and_outcome(
+    gateway: GatewayHandle, tokens: Tokens
+) -> None:
+    with socket(gateway, tokens.issue(scope=CHAT)[0]) as (ws, _):
+        command(ws, type="subscribe", id=1, channel="chat:a")
+        command(ws, type="subscribe", id=2, channel="news")
+        ws.send("{")
+        next_frame(ws)
+    body = urllib.request.urlopen(f"{gateway.http_url}/metrics", timeout=5).read().decode()  # noqa: S310
+    for line in (
+        'wsauth_gateway_commands_total{command="subscribe",outcome="ok"} 1.0',
+        'wsauth_gateway_commands_total{command="subscribe",outcome="not_granted"} 1.0',
+        'wsauth_gateway_commands_total{command="invalid",outcome="bad_json"} 1.0',
+    ):
+        assert line in body
+
+
+class HostSocket(GatewaySocket):
+    """A host application's handler that takes ``send`` messages itself."""
+
+    taken: ClassVar[list[InboxMessage]] = []
+
+    async def send_handler(self, message: InboxMessage) -> None:  # type: ignore[override]
+        self.taken.append(message)
+        self.send(json.dumps({"type": "push", "data": {"taken": message.data}}))
+
+
+def test_a_host_handler_may_take_send_messages_instead_of_the_inbox(
+    gateway: GatewayHandle, tokens: Tokens, redis_client: redis.Redis
+) -> None:
+    async def mount() -> None:
+        gateway.app.add_handlers(r".*", [(r"/host-ws", HostSocket)])
+
+    gateway.call(mount)
+    headers = {"Authorization": f"Bearer {tokens.issue(subject='alice', sid='s')[0]}"}
+    with connect(gateway.ws_url.replace("/ws", "/host-ws"), additional_headers=headers) as ws:
+        assert json.loads(ws.recv(timeout=5))["type"] == "welcome"
+        ws.send(json.dumps({"type": "send", "id": 1, "data": "hello host"}))
+        assert next_frame(ws) == {"type": "push", "data": {"taken": "hello host"}}
+        assert next_frame(ws) == {"type": "reply", "id": 1, "ok": True}
+    [taken] = HostSocket.taken
+    assert (taken.sub, taken.sid, taken.data) == ("alice", "s", "hello host")
+    assert not redis_client.exists(inbox_key("wsauth:"))
+
+
+@given(
+    st.floats(min_value=0.1, max_value=1000),
+    st.integers(min_value=1, max_value=500),
+    st.lists(st.floats(min_value=0, max_value=5), min_size=1, max_size=300),
+)
+def test_the_command_bucket_never_allows_more_than_burst_plus_rate_times_time(
+    rate: float, burst: int, gaps: list[float]
+) -> None:
+    now = 1000.0
+    bucket = CommandBucket(rate=rate, burst=burst, now=now)
+    allowed = 0
+    for gap in gaps:
+        now += gap
+        allowed += bucket.take(now)
+        assert allowed <= burst + rate * (now - 1000.0) + 1e-6

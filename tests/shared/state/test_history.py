@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from wsauth.shared.core.config import load_settings
 from wsauth.shared.core.errors import ConfigError
+from wsauth.shared.state.events import channel_topic
 from wsauth.shared.state.history import (
     EPOCH_CHANGED,
     HISTORY_TRIMMED,
@@ -181,7 +182,7 @@ def test_the_seam_delivers_every_offset_once_in_order_wherever_the_read_falls(
 
 def _append(history: History, client: redis.Redis, channel: str, data: Any) -> Any:
     body = json.dumps({"type": "message", "channel": channel, "data": data})
-    return history.append(client, channel, data=json.dumps(data), topic="wsauth:events", body=body)
+    return history.append(client, channel, data=json.dumps(data), body=body)
 
 
 def test_appends_number_the_messages_and_publish_them_with_offset_and_epoch(
@@ -189,7 +190,7 @@ def test_appends_number_the_messages_and_publish_them_with_offset_and_epoch(
 ) -> None:
     history = History(prefix="wsauth:", size=100, ttl=60, channels=("*",))
     pubsub = redis_client.pubsub()
-    pubsub.subscribe("wsauth:events")
+    pubsub.subscribe(channel_topic("wsauth:", "chat:lobby"))
     pubsub.get_message(timeout=1)
     try:
         first = _append(history, redis_client, "chat:lobby", {"n": 1})
@@ -280,7 +281,7 @@ def test_two_publishers_never_make_the_live_order_differ_from_the_stream_order(
 ) -> None:
     history = History(prefix="wsauth:", size=10_000, ttl=60, channels=("*",))
     pubsub = redis_client.pubsub()
-    pubsub.subscribe("wsauth:events")
+    pubsub.subscribe(channel_topic("wsauth:", "c"))
     pubsub.get_message(timeout=1)
 
     def publisher(name: str) -> None:
@@ -310,3 +311,13 @@ def test_two_publishers_never_make_the_live_order_differ_from_the_stream_order(
     ]
     assert live == stored
     assert [offset for offset, _ in live] == list(range(1, 601))
+
+
+def test_the_history_keys_share_the_slot_of_the_channels_topic() -> None:
+    """One script writes both keys and publishes on the topic: one Cluster slot."""
+    from redis.crc import key_slot
+
+    topic = channel_topic("wsauth:", "chat:lobby")
+    slots = {key_slot(k.encode()) for k in (stream_key("wsauth:", "chat:lobby"), topic)}
+    slots.add(key_slot(meta_key("wsauth:", "chat:lobby").encode()))
+    assert len(slots) == 1
