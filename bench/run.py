@@ -171,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.out or Path(tempfile.mkdtemp(prefix="wsauth-bench-smoke-")),
                 events=500,
                 subscribers=20,
+                rounds=2,
                 burst=10,
                 paced=5,
             )

@@ -26,11 +26,11 @@ are methods of the client; each returns the gateway's reply or raises
 :class:`CommandRefused` with its code::
 
     async with client:
-        await client.subscribe("chat:lobby")         # again after every reconnect
-        await client.publish("chat:lobby", {"text": "hi"})
-        await client.send({"order": 42})              # to the backends' inbox
-        async for message in client:                  # replies are not in the iteration
-            ...
+        await client.subscribe("chat:lobby")     # remembered: subscribed on every (re)connect
+        async for message in client:              # replies are not in the iteration
+            if json.loads(message)["type"] == "welcome":   # connected: commands work now
+                await client.publish("chat:lobby", {"text": "hi"})
+                await client.send({"order": 42})  # to the backends' inbox
 
 When the welcome frame carries ``expires_in`` (the gateway's
 ``WSAUTH_MAX_CONNECTION_AGE``), the client re-authenticates in band at
@@ -623,6 +623,12 @@ class ReconnectingClient:
         """Stop: close the current connection (1000) and end the iteration."""
         self._closed = True
         self._stopping.set()
+        if self._refresh_timer is not None:
+            self._refresh_timer.cancel()
+            self._refresh_timer = None
+        for task in list(self._tasks):  # a re-subscribe or an automatic refresh under way
+            if task is not asyncio.current_task():
+                task.cancel()
         connection, self._connection = self._connection, None
         if connection is not None:
             await connection.aclose()

@@ -21,6 +21,8 @@ from playwright.sync_api import Page, Route
 from tests.browser.conftest import Stack
 from tests.ws.conftest import Tokens, tokens
 from wsauth.shared.state.events import publish_message, publish_push
+from wsauth.shared.state.inbox import Inbox
+from wsauth.shared.state.replay import sync_client
 
 __all__ = ["tokens"]  # the gateway tests' token builder, as a fixture here too
 
@@ -225,3 +227,35 @@ def test_the_client_subscribes_its_channels_again_after_a_reconnect(
     publish_message(stack.redis, stack.settings.redis_prefix, CHAT, "after the reconnect")
     wait_for(page, "window.got.length === 1")
     assert got(page) == ["after the reconnect"]
+
+
+def test_send_reaches_the_backends_inbox_and_unsubscribe_stops_the_messages(
+    make_stack: Callable[..., Stack],
+    host_of: Callable[[Stack], Host],
+    new_page: Callable[[], Page],
+    redis_url: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    request_cleanup = request.addfinalizer
+    stack = make_stack()
+    stack.wait_for_gateways()
+    backend = sync_client(redis_url, timeout=2)
+    request_cleanup(backend.close)
+    inbox = Inbox(backend, "wsauth:", group="g", consumer="c")
+    inbox.ensure_group()
+    host = host_of(stack)
+    host.scopes["alice"] = CHAT_SCOPE
+    page = host.open(new_page(), "alice")
+    assert page.evaluate("window.client.send({order: 42})")["ok"] is True
+    [message] = inbox.read(block=2.0)
+    assert (message.sub, message.sid, message.data) == ("alice", "sid-alice", {"order": 42})
+    assert subscribe(page, CHAT)["ok"] is True
+    assert page.evaluate(f"window.client.unsubscribe({json.dumps(CHAT)})")["ok"] is True
+    assert publish(page, CHAT, "nobody listens")["ok"] is True
+    publish_push(stack.redis, stack.settings.redis_prefix, "alice", "marker")
+    wait_for(page, "window.pushes.length === 1")
+    assert got(page) == []
+    refused = page.evaluate(
+        "window.client.publish('chat:elsewhere', 1).catch((error) => error.code)"
+    )
+    assert refused == "not_granted"

@@ -105,11 +105,8 @@ def test_the_python_client_refreshes_in_band_and_resubscribes_after_a_reconnect(
             gateway.loop.call_soon_threadsafe(connection.close, 1011, "internal error")
             await next_of(frames, "welcome")
             assert client.connections == 2
-            for _ in range(100):
-                members = gateway.app.gateway.registry.members("chat:a")
-                if members:
-                    break
-                await asyncio.sleep(0.02)
+            # Answered after the re-subscribe sent on the welcome (commands run in order).
+            assert (await client.subscribe("chat:a"))["ok"] is True
             publish_message(redis_client, "wsauth:", "chat:a", "again")
             return await next_of(frames, "message")
 
@@ -135,3 +132,27 @@ def test_the_demo_issuer_grants_browser_users_the_demo_channel_only(
             "data": "hi",
         }
     assert [reply.get("ok", reply.get("error")) for reply in replies] == [True, "not_granted"]
+
+
+def test_a_channel_subscribed_before_connecting_is_subscribed_on_connect(
+    gateway: GatewayHandle, tokens: Tokens, redis_client: redis.Redis
+) -> None:
+    host = Host(tokens, gateway.ws_url, "sub:orders:*")
+
+    async def scenario() -> dict[str, Any]:
+        async with ReconnectingClient(host.fetch, backoff=FAST) as client:
+            assert await client.subscribe("orders:eu") == {"pending": True}
+            with pytest.raises(CommandRefused) as refused:
+                await client.send("too early")
+            assert refused.value.error == "not_connected"
+            frames = aiter(client)
+            await next_of(frames, "welcome")
+            # Commands of a connection run in order: once this (idempotent) one is
+            # answered, the re-subscribe sent on the welcome is done, topic included.
+            assert (await client.subscribe("orders:eu"))["ok"] is True
+            assert gateway.app.gateway.registry.members("orders:eu")
+            publish_message(redis_client, "wsauth:", "orders:eu", {"order": 17})
+            return await next_of(frames, "message")
+
+    message = asyncio.run(asyncio.wait_for(scenario(), 20))
+    assert message["data"] == {"order": 17}

@@ -174,3 +174,41 @@ def test_on_redis_6_2_topics_fall_back_to_classic_pub_sub_and_readiness_says_so(
         publish_push(client, "wsauth:", "alice", "classic")
         assert next_json(alice) == {"type": "push", "data": "classic"}
     assert _events(second, "push") == 0
+
+
+def test_when_the_cluster_moves_a_topics_slot_the_gateway_resubscribes_on_the_new_master(
+    sharded: Deployment,
+    redis7_cluster: RedisCluster,
+) -> None:
+    tokens, first, _second = sharded
+    topic = "wsauth:user:mover"
+    with (
+        open_socket(first.ws_url, tokens.issue(subject="mover")[0]) as mover,
+        sync_client(redis7_cluster.url, timeout=2) as client,
+    ):
+        fanout = first.app.gateway.fanout
+        assert fanout is not None
+        outages = fanout.outages
+        owner = redis7_cluster.slot_owner(topic)
+        target = next(node.port for node in redis7_cluster.nodes if node.port != owner)
+        with redis7_cluster.client(owner) as source:
+            slot = int(source.cluster("KEYSLOT", topic))
+        with redis7_cluster.client(target) as node:
+            target_id = str(node.cluster("MYID"))
+        # An empty slot changes hands at once: tell the new owner, the old one, the rest.
+        for port in [target, owner] + [n.port for n in redis7_cluster.nodes]:
+            with redis7_cluster.client(port) as node:
+                node.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        # Redis unsubscribes the topic on the old owner; the gateway starts over.
+        wait_until(
+            lambda: fanout.outages == outages + 1 and fanout.subscribed,
+            timeout=15,
+            what="the gateway to resubscribe after the slot moved",
+        )
+        assert redis7_cluster.slot_owner(topic) == target
+        wait_until(
+            lambda: publish_push(client, "wsauth:", "mover", "moved") == 1,
+            timeout=10,
+            what="the push to reach the new owner's subscriber",
+        )
+        assert next_json(mover) == {"type": "push", "data": "moved"}
