@@ -18,6 +18,7 @@ import click
 from wsauth.shared.cli.main import echo_json, fail, load_cli_settings, settings_options
 from wsauth.shared.core.errors import WsAuthError
 from wsauth.shared.state.events import publish_message, publish_push
+from wsauth.shared.state.history import History
 from wsauth.shared.state.replay import sync_client
 from wsauth.shared.state.sessions import Revocation, revoke_session, revoke_subject
 
@@ -75,7 +76,8 @@ def publish(channel: str, message: str, as_json: bool) -> None:
     settings = load_cli_settings()
     client = sync_client(settings.effective_redis_url, timeout=settings.redis_timeout)
     try:
-        nodes = publish_message(client, settings.redis_prefix, channel, data)
+        history = History.from_settings(settings)  # WSAUTH_HISTORY_CHANNELS
+        nodes = publish_message(client, settings.redis_prefix, channel, data, history=history)
     except WsAuthError as error:
         fail(f"{error.code}: {error.detail or error.code}")
     finally:

@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 import redis
+from click.testing import CliRunner
 from websockets.sync.client import ClientConnection
 
 from tests.realtime.conftest import next_json, open_socket
 from tests.support.gateway_server import GatewayHandle, run_gateway
 from tests.ws.conftest import Tokens
+from wsauth.shared.cli.main import cli
 from wsauth.shared.core.config import Settings
 from wsauth.shared.state.events import publish_message
 from wsauth.shared.state.history import History, meta_key, stream_key
@@ -159,3 +161,22 @@ def test_a_history_read_without_the_sub_grant_is_refused_before_anything_is_read
         reply = command(socket, type="subscribe", id=1, channel="chat:secret", since=since)
         assert socket.seen == []  # type: ignore[attr-defined]
     assert reply["error"] == "not_granted"
+
+
+def test_wsauth_publish_from_a_backend_goes_through_the_history(
+    gateway: GatewayHandle, tokens: Tokens, raw_redis: redis.Redis, history_settings: Settings
+) -> None:
+    with open_socket(gateway.ws_url, tokens.issue(scope=SCOPE)[0]) as socket:
+        command(socket, type="subscribe", id=1, channel="chat:cli")
+        result = CliRunner().invoke(
+            cli,
+            ["publish", "chat:cli", '{"from": "cli"}'],
+            env={
+                "WSAUTH_REDIS_URL": str(history_settings.redis_url),
+                "WSAUTH_HISTORY_CHANNELS": "chat:*",
+            },
+        )
+        assert result.exit_code == 0, result.output
+        frame = next_json(socket)
+    assert (frame["data"], frame["offset"]) == ({"from": "cli"}, "1")
+    assert raw_redis.xlen(stream_key("wsauth:", "chat:cli")) == 1
