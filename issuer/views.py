@@ -77,6 +77,7 @@ from wsauth.shared.core.errors import (
 from wsauth.shared.issuing import Grant, check_request
 from wsauth.shared.logs import event_fields
 from wsauth.shared.state.events import MAX_EVENT_BYTES, publish_message, publish_push
+from wsauth.shared.state.history import History
 
 log = logging.getLogger("wsauth.issuer")
 
@@ -346,7 +347,11 @@ def api_publish() -> Response:
     started = time.perf_counter()
     try:
         nodes = publish_message(
-            state.signer.redis, state.settings.redis_prefix, body["channel"], body["data"]
+            state.signer.redis,
+            state.settings.redis_prefix,
+            body["channel"],
+            body["data"],
+            history=History.from_settings(state.settings),  # WSAUTH_HISTORY_CHANNELS
         )
     finally:
         get_metrics().redis("publish", time.perf_counter() - started)

@@ -9,7 +9,10 @@ Tornado's own upgrade. The node's state is a :class:`wsauth.ws.node.GatewayNode`
 
 After the upgrade the gateway registers the connection under its ``sub``
 (and ``sid``) and sends one text message, ``{"type": "welcome", "sub":
-<sub>}`` (plus ``expires_in`` when ``max_connection_age`` is set); pushes
+<sub>, "resume": <ticket>, "resume_ttl": <seconds>}`` (plus ``expires_in`` when
+``max_connection_age`` is set; ``resume`` only while tickets are on and Redis
+took the ticket; ``"resumed": true`` when the connection resumed with a
+ticket, :mod:`wsauth.shared.state.tickets`); pushes
 then arrive as ``{"type": "push", "data": ...}``. What the client sends is
 protocol v1 (docs/reference/protocol.md): :class:`wsauth.ws.session.Session`
 runs each command, and every frame also counts as a sign of life; anything
@@ -60,7 +63,7 @@ from wsauth.ws.handler import (
     install_log_redaction,
 )
 from wsauth.ws.keys import KeysetSource
-from wsauth.ws.lifetime import INTERNAL_ERROR, REASONS
+from wsauth.ws.lifetime import INTERNAL_ERROR, REASONS, max_age_delay
 from wsauth.ws.node import GatewayNode
 from wsauth.ws.protocol import welcome
 from wsauth.ws.registry import ConnectionRegistry
@@ -145,10 +148,11 @@ class GatewaySocket(WsAuthMixin, tornado.websocket.WebSocketHandler):
     """``GET /ws``: authenticate, then upgrade; one connection of one ``sub``.
 
     The built-in gateway's handler is the public mixin (:mod:`wsauth.ws.handler`)
-    plus protocol v1 (:mod:`wsauth.ws.session`): the welcome message, then each
-    client frame is a command (docs/reference/protocol.md). A host handler that
-    wants protocol v1 subclasses this class (``wsauth.tornado.ProtocolHandler``)
-    and may set ``send_handler`` to take ``send`` messages itself.
+    plus protocol v1 (:mod:`wsauth.ws.session`): the welcome message (with a
+    resume ticket, :mod:`wsauth.shared.state.tickets`), then each client frame
+    is a command (docs/reference/protocol.md). A host handler that wants
+    protocol v1 subclasses this class (``wsauth.tornado.ProtocolHandler``) and
+    may set ``send_handler`` to take ``send`` messages itself.
     """
 
     # Protocol v1 (wsauth.ws.session): set in open() once the connection is registered.
@@ -156,9 +160,18 @@ class GatewaySocket(WsAuthMixin, tornado.websocket.WebSocketHandler):
     # The hook of a host handler that takes `send` messages itself instead of the inbox
     # stream: a method taking an InboxMessage, returning None or an awaitable.
     send_handler: OnSend | None = None
+    # Frames (pushes, messages) that arrive between the registration and the welcome
+    # wait here, so the welcome is always the first frame (None: none waits).
+    _before_welcome: list[str] | None = None
 
-    def open(self, *args: Any, **kwargs: Any) -> None:
-        # Runs once the mixin registered the connection.
+    def _register(self) -> bool:
+        if self._admitted is None:
+            self._before_welcome = []
+        return super()._register()
+
+    async def open(self, *args: Any, **kwargs: Any) -> None:
+        # Runs once the mixin registered the connection and the node's topic
+        # subscriptions include the user's (so a push after the welcome arrives).
         try:
             self.session = Session(
                 self,
@@ -173,11 +186,29 @@ class GatewaySocket(WsAuthMixin, tornado.websocket.WebSocketHandler):
             log.exception("opening a connection failed")
             self.close(INTERNAL_ERROR, REASONS[INTERNAL_ERROR])
             return
-        # Not awaited (nothing waits on it); if the client left at once, on_close
-        # unregisters it and send() drops the message. Sent once this node's topic
-        # subscriptions include the user's, so a push after the welcome arrives.
-        frame = welcome(self.claims.sub, expires_in=self.expires_in)
-        self.gateway.when_synced(lambda: self.send(frame))
+        extra: dict[str, Any] = {}
+        if self.gateway.tickets is not None:
+            # The welcome waits for the ticket's SET (batched with the others of this
+            # loop turn), so a ticket the client holds is always one Redis knows.
+            # Tornado reads no frame before open returns.
+            ticket = await self.gateway.issue_ticket(self)
+            if self.client_gone:
+                return
+            if ticket is not None:
+                extra["resume"] = ticket
+                extra["resume_ttl"] = self.gateway.settings.resume_ttl
+        if self.admission is not None and self.admission.resumed is not None:
+            extra["resumed"] = True
+        waiting, self._before_welcome = self._before_welcome, None
+        self.send(welcome(self.claims.sub, expires_in=self.expires_in, **extra))
+        for message in waiting or ():
+            self.send(message)
+
+    def send(self, message: str) -> None:
+        if self._before_welcome is not None:
+            self._before_welcome.append(message)
+            return
+        super().send(message)
 
     def _refreshed(self, claims: Claims) -> float | None:
         """A ``refresh`` was accepted: the connection now runs on ``claims``."""
@@ -185,7 +216,13 @@ class GatewaySocket(WsAuthMixin, tornado.websocket.WebSocketHandler):
         self.admission = Admission(claims, self.admission.source)
         if self.client_gone:
             return None
-        self.expires_in = self._schedule_max_age(tornado.ioloop.IOLoop.current())
+        now = self.gateway.clock()
+        max_age = self.gateway.settings.max_connection_age
+        deadline = now + max_age_delay(max_age) if max_age else None
+        self.expires_in = self._schedule_max_age(
+            tornado.ioloop.IOLoop.current(), deadline=deadline, now=now
+        )
+        self.gateway.rewrite_ticket(self)  # its new scope and deadline, at once
         return self.expires_in
 
     def on_message(self, message: str | bytes) -> Awaitable[None] | None:

@@ -41,6 +41,19 @@ When the welcome frame carries ``expires_in`` (the gateway's
 ``scope_changed``) or refuses when re-subscribing is dropped and reported
 to ``on_unsubscribed(channel, reason)``.
 
+On a history channel the client keeps the last ``offset``/``epoch`` it saw
+(``positions``) and subscribes with ``since`` after every reconnect, so the
+gateway delivers what it missed, in order and once; each such reply
+(``recovered``, ``reason``) is kept in ``recoveries``.
+
+Resume tickets: the gateway's welcome carries one (``resume``); the client
+keeps it (and removes it from the welcome it yields: it is a credential) and
+reconnects with it — ``Authorization: Resume <ticket>``, no issuer request —
+after any close but 1000, 4001 and 4002, within ``resume_ttl`` seconds of the
+close. A refused ticket (401) falls back to a fresh token in the same
+attempt; an unreachable or overloaded gateway (no answer, 5xx, 429) keeps it
+for the next attempt, after the backoff; 4002 always takes a fresh token.
+
 The single steps are there too: :func:`fetch_token` and :func:`connect`.
 The token travels in ``Authorization: Bearer`` (never in the URL). Both
 raise :class:`ClientError` with the server's machine code when refused.
@@ -50,14 +63,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import json
 import random
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -205,8 +219,10 @@ async def connect(
     *,
     timeout: float = DEFAULT_TIMEOUT,
     max_message_size: int = 16 * 1024 * 1024,
+    resume: bool = False,
 ) -> GatewayConnection:
-    """Open a WebSocket to the gateway at ``url`` (ws:// or wss://) with ``token``.
+    """Open a WebSocket to the gateway at ``url`` (ws:// or wss://) with ``token``
+    (with ``resume``: ``token`` is a resume ticket of an earlier welcome).
 
     Raises:
         ClientError: not a ws(s) URL, no answer, or the gateway refused the
@@ -216,7 +232,7 @@ async def connect(
         raise ClientError("gateway URL must be ws or wss", http_status=None, error="bad_url")
     request = tornado.httpclient.HTTPRequest(
         url,
-        headers={"Authorization": f"Bearer {token}"},
+        headers={"Authorization": f"{'Resume' if resume else 'Bearer'} {token}"},
         connect_timeout=timeout,
         request_timeout=timeout,
     )
@@ -267,6 +283,32 @@ TERMINAL_TOKEN_STATUSES = frozenset({401, 403})
 TERMINAL_HANDSHAKE_STATUSES = frozenset({400, 403})
 
 TokenFetcher = Callable[[], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class _Ticket:
+    """A resume ticket of the last connection, good until ``until`` (monotonic)."""
+
+    value: str = field(repr=False)
+    url: str
+    until: float
+
+
+def _take_ticket(message: str | bytes) -> tuple[str | bytes, tuple[str, int] | None]:
+    """Split a welcome into the welcome without its ticket, and ``(ticket, ttl)``."""
+    if not isinstance(message, str) or '"resume"' not in message:
+        return message, None
+    try:
+        document = json.loads(message)
+    except ValueError:
+        return message, None
+    if not isinstance(document, dict) or document.get("type") != "welcome":
+        return message, None
+    ticket = document.pop("resume", None)
+    ttl = document.pop("resume_ttl", None)
+    if not isinstance(ticket, str) or not isinstance(ttl, int):
+        return message, None
+    return json.dumps(document), (ticket, ttl)
 
 
 class Revoked(ClientError):
@@ -333,11 +375,13 @@ class ReconnectingClient:
         give_up_after: int | None = None,
         refresh_at: float | None = 0.8,
         on_unsubscribed: Callable[[str, str], None] | None = None,
+        channels: Iterable[str] = (),
     ) -> None:
         """``fetch`` returns the issuer's token answer (``{"token", "url", ...}``);
         ``url`` overrides the answer's gateway URL; ``refresh_at`` is the share of a
         welcome's ``expires_in`` after which the client refreshes in band (None: never,
-        the gateway's 4002 close then makes it reconnect).
+        the gateway's 4002 close then makes it reconnect); ``channels`` are subscribed
+        on every connection, as :meth:`subscribe` does.
 
         ``give_up_after``: while the issuer has never answered (a wrong URL, a
         stack not started), stop after this many failed attempts and raise the
@@ -363,7 +407,18 @@ class ReconnectingClient:
         self.connections = 0
         self._refresh_at = refresh_at
         self._on_unsubscribed = on_unsubscribed
-        self.channels: dict[str, None] = {}  # subscribed (or to subscribe), in order
+        # subscribed (or to subscribe), in order
+        self.channels: dict[str, None] = dict.fromkeys(channels)
+        # Issuer requests made, and connections opened with a resume ticket.
+        self.token_fetches = 0
+        self.resumes = 0
+        self._ticket: _Ticket | None = None
+        self._welcome_ticket: tuple[str, int] | None = None
+        self._last_url: str | None = None
+        # channel -> (offset, epoch) of the last message seen (history channels).
+        self.positions: dict[str, tuple[str, str]] = {}
+        # The last subscribe replies that said whether a gap was recovered.
+        self.recoveries: collections.deque[dict[str, Any]] = collections.deque(maxlen=100)
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._next_id = 0
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -383,7 +438,7 @@ class ReconnectingClient:
         if self._connection is None:
             return {"pending": True}
         try:
-            return await self._command({"type": "subscribe", "channel": channel})
+            return await self._subscribe_now(channel)
         except CommandRefused as refused:
             if refused.error not in LOST:
                 self.channels.pop(channel, None)
@@ -415,6 +470,7 @@ class ReconnectingClient:
         connection = self._connection
         if connection is None:
             raise CommandRefused("not_connected")
+        self.token_fetches += 1
         document = await self._fetch()
         if self._connection is not connection:
             raise CommandRefused("not_connected")
@@ -453,7 +509,9 @@ class ReconnectingClient:
         if not isinstance(frame, dict):
             return False
         kind = frame.get("type")
-        if kind == "reply":
+        if kind == "message":
+            self._track(frame.get("channel"), frame)
+        elif kind == "reply":
             waiting = self._pending.get(frame.get("id"))  # type: ignore[arg-type]
             if waiting is not None and not waiting.done():
                 waiting.set_result(frame)
@@ -467,6 +525,33 @@ class ReconnectingClient:
             self._unsubscribed(frame["channel"], str(frame.get("reason")))
         return False
 
+    async def _subscribe_now(self, channel: str) -> dict[str, Any]:
+        """``subscribe``, with ``since`` when a position of the channel is known."""
+        frame: dict[str, Any] = {"type": "subscribe", "channel": channel}
+        position = self.positions.get(channel)
+        if position is not None:
+            frame["since"] = {"offset": position[0], "epoch": position[1]}
+        reply = await self._command(frame)
+        self._track(channel, reply)
+        if "recovered" in reply:
+            self.recoveries.append({"channel": channel, **reply})
+        return reply
+
+    def _last_welcome_ticket(self) -> tuple[str, int] | None:
+        """``(ticket, ttl)`` of the last connection's welcome (set while its frames were read)."""
+        return self._welcome_ticket
+
+    def _track(self, channel: Any, frame: dict[str, Any]) -> None:
+        """Keep the last position of ``channel`` from a message frame or a subscribe reply."""
+        offset, epoch = frame.get("offset"), frame.get("epoch")
+        if not (isinstance(channel, str) and isinstance(offset, str) and offset.isdigit()):
+            return
+        if not isinstance(epoch, str):
+            return
+        known = self.positions.get(channel)
+        if known is None or known[1] != epoch or int(known[0]) < int(offset):
+            self.positions[channel] = (offset, epoch)
+
     def _unsubscribed(self, channel: str, reason: str) -> None:
         if self._on_unsubscribed is not None:
             self._on_unsubscribed(channel, reason)
@@ -474,7 +559,7 @@ class ReconnectingClient:
     async def _resubscribe(self) -> None:
         for channel in list(self.channels):
             try:
-                await self._command({"type": "subscribe", "channel": channel})
+                await self._subscribe_now(channel)
             except CommandRefused as refused:
                 if refused.error in LOST:
                     return
@@ -509,8 +594,12 @@ class ReconnectingClient:
         queue: asyncio.Queue[str | bytes | None] = asyncio.Queue()
 
         async def pump() -> None:
+            first = True
             try:
                 async for message in connection:
+                    if first:  # the welcome: its ticket stays inside the client
+                        first = False
+                        message, self._welcome_ticket = _take_ticket(message)
                     if not self._handle(message):
                         queue.put_nowait(message)
             finally:
@@ -598,7 +687,24 @@ class ReconnectingClient:
             _Stop: a refusal that no retry can fix.
             ClientError: anything else (worth another attempt).
         """
+        ticket, self._ticket = self._ticket, None
+        if ticket is not None and time.monotonic() < ticket.until:
+            try:
+                connection = await connect(
+                    ticket.url, ticket.value, timeout=self._timeout, resume=True
+                )
+            except ClientError as error:
+                status = error.http_status
+                if status is None or status >= 500 or status == 429:
+                    # Unreachable or overloaded: the ticket may still be good; back off.
+                    self._ticket = ticket
+                    raise
+                # Refused (used, expired, revoked, Redis lost it): a fresh token now.
+            else:
+                self.resumes += 1
+                return connection
         try:
+            self.token_fetches += 1
             document = await self._fetch()
         except ClientError as error:
             if error.http_status is not None:
@@ -610,6 +716,7 @@ class ReconnectingClient:
         url = self._url or document.get("url")
         if not isinstance(url, str):
             raise _Stop(ClientError("no gateway URL", http_status=None, error="bad_url"))
+        self._last_url = url
         try:
             return await connect(url, document["token"], timeout=self._timeout)
         except ClientError as error:
@@ -645,10 +752,16 @@ class ReconnectingClient:
                 self.connections += 1
                 opened = time.monotonic()
                 self._status("connected")
+                self._welcome_ticket = None
                 async for message in self._frames(connection):
                     yield message
                 self._connection = None
                 code, reason = connection.close_code, connection.close_reason
+                ticket = self._last_welcome_ticket()
+                if ticket is not None and code not in (NORMAL, REVOKED, REAUTHENTICATE):
+                    value, ttl = ticket
+                    until = time.monotonic() + ttl
+                    self._ticket = _Ticket(value, self._last_url or "", until)
                 connection.close()  # releases the socket (the gateway closed first)
                 self._status("closed", close_code=code, reason=reason)
                 if self._closed or code == NORMAL:

@@ -25,6 +25,12 @@ Step 7's revocation read makes a revocation hold on every node for new
 handshakes, also on a node that started after the revoke event or missed it
 while unsubscribed; a token it refuses is spent (it was revoked anyway).
 
+A resume ticket (:mod:`wsauth.shared.state.tickets`) instead of a token takes steps
+0 to 3, then its own: shape (``ticket_malformed``), ``GETDEL`` of its record
+(``ticket_replayed``), deadline (``ticket_expired``), key and revocation
+records (``ticket_revoked``); 503 when Redis fails. A resumed connection keeps
+the identity, scope and re-authentication deadline of the one it resumes.
+
 After the upgrade the gateway owns the connection's lifetime (the close codes
 are in :mod:`wsauth.ws.lifetime`): events from pub/sub (:mod:`wsauth.ws.fanout`:
 the broadcast channel, plus the topics of the users and channels this node
@@ -39,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable, Coroutine, Iterable
@@ -49,9 +56,16 @@ import redis.asyncio
 
 from wsauth.shared.core.channels import check_channel
 from wsauth.shared.core.config import MAX_TOKEN_TTL, Settings
-from wsauth.shared.core.errors import InvalidToken, Replayed, Revoked, TokenTooLarge
+from wsauth.shared.core.errors import (
+    InvalidToken,
+    Replayed,
+    Revoked,
+    TicketReplayed,
+    TokenTooLarge,
+    Unavailable,
+)
 from wsauth.shared.core.proxies import client_address, rate_key
-from wsauth.shared.core.tokens import MAX_TOKEN_BYTES, Claims, verify
+from wsauth.shared.core.tokens import MAX_TOKEN_BYTES, Claims, Jti, verify
 from wsauth.shared.state.events import (
     Event,
     Message,
@@ -61,8 +75,17 @@ from wsauth.shared.state.events import (
     socket_message,
     user_topic,
 )
+from wsauth.shared.state.history import Entry, History, Seam, message_frame
 from wsauth.shared.state.replay import AsyncReplayGuard, async_client
 from wsauth.shared.state.sessions import revoked_session_key, revoked_subject_key
+from wsauth.shared.state.tickets import (
+    Resumable,
+    Ticket,
+    TicketStore,
+    check_resumable,
+    parse_ticket,
+    ticket_ttl,
+)
 from wsauth.ws.consumed import ConsumedJtis
 from wsauth.ws.fanout import Fanout, subscriber_client
 from wsauth.ws.handshake import TokenSource, check_origin, check_websocket_request, extract_token
@@ -76,6 +99,7 @@ from wsauth.ws.lifetime import (
     Liveness,
     RecentRevocations,
     heartbeat,
+    max_age_delay,
     sweep_period,
 )
 from wsauth.ws.metrics import GatewayMetrics
@@ -134,10 +158,24 @@ class HandshakeRequest:
 
 @dataclass(frozen=True)
 class Admission:
-    """An accepted handshake: whose connection it is, and where the token came from."""
+    """An accepted handshake: whose connection it is, and where the token came from.
+
+    ``resumed`` holds the ticket's record when the connection resumes another.
+    """
 
     claims: Claims
     source: str
+    resumed: Resumable | None = None
+
+    def deadline(self, *, now: float, max_age: int) -> float | None:
+        """The wall-clock time by which the connection must re-authenticate (None: never).
+
+        A resumed connection keeps the deadline of the one it resumes: a chain of
+        resumes never postpones re-authentication.
+        """
+        if self.resumed is not None:
+            return self.resumed.deadline
+        return now + max_age_delay(max_age) if max_age else None
 
 
 class Gateway:
@@ -183,13 +221,20 @@ class Gateway:
                 on_state=self.metrics.subscribed,
             )
         self._sweeper: asyncio.Task[None] | None = None
+        self.tickets = (
+            TicketStore(self.redis, prefix=settings.redis_prefix) if settings.resume_ttl else None
+        )
+        self.history = History.from_settings(settings)
+        self._renewer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Subscribe to the events channel, start the heartbeat sweep (once, on the loop)."""
+        """Subscribe to the events channel, start the heartbeat and ticket sweeps (once)."""
         if self.fanout is not None:
             await self.fanout.start()
         if self.settings.ping_interval and self._sweeper is None:
             self._sweeper = asyncio.create_task(self._sweep_forever(), name="wsauth-heartbeat")
+        if self.tickets is not None and self._renewer is None:
+            self._renewer = asyncio.create_task(self._renew_forever(), name="wsauth-tickets")
 
     def check_request(self, request: HandshakeRequest) -> TokenSource:
         """Steps 1 to 4: everything that needs neither keys nor Redis.
@@ -273,6 +318,8 @@ class Gateway:
             WsAuthError: a subclass whose ``status`` and ``code`` are the answer.
         """
         found = self.check_request(request)
+        if found.is_ticket:
+            return await self._resume(found.token, found.source)
         claims = self.verify(found.token)
         now = self.clock()
         if self.consumed.seen(claims.jti, now=now):
@@ -293,6 +340,131 @@ class Gateway:
         if len(revoked) > 1 and revoked[1] is not None:
             raise Revoked("session revoked")
         return Admission(claims, found.source)
+
+    async def _resume(self, value: str, source: str) -> Admission:
+        """The ticket steps of the module docstring; on success the ticket is spent.
+
+        Raises:
+            InvalidTicket: a subclass naming the failure.
+            Unavailable: Redis did not answer in time (fail closed).
+        """
+        ticket = parse_ticket(value)
+        if self.tickets is None:
+            # Tickets off: none can exist (no Redis lookup for a guess).
+            raise TicketReplayed("resume tickets are switched off")
+        started = time.perf_counter()
+        try:
+            record = await self.tickets.consume(ticket)
+            revocations = await self.tickets.revocations(record)
+        finally:
+            self.metrics.redis("getdel", time.perf_counter() - started)
+        now = self.clock()
+        self.keys.refresh(now)
+        check_resumable(
+            record, now=now, revocations=revocations, trusted_kids=self.keys.keyset.keys()
+        )
+        return Admission(self._resumed_claims(record), source, resumed=record)
+
+    def _resumed_claims(self, record: Resumable) -> Claims:
+        """The claims a resumed connection goes by: those of its original token."""
+        return Claims(
+            iss=self.settings.issuer,
+            aud=self.settings.audience,
+            sub=record.sub,
+            iat=record.iat,
+            nbf=record.iat,
+            exp=record.exp,
+            jti=Jti("resumed"),
+            kid=record.kid,  # type: ignore[arg-type]
+            sid=record.sid,
+            scope=record.scope,
+        )
+
+    def _record_of(self, connection: Connection) -> Resumable:
+        """What a ticket of ``connection`` resumes now: its claims (after any refresh),
+        its deadline and its subscriptions."""
+        claims = connection.claims
+        session = getattr(connection, "session", None)
+        subscriptions = getattr(session, "subscriptions", None) or ()
+        return Resumable(
+            sub=claims.sub,
+            sid=claims.sid,
+            scope=claims.scope,
+            kid=claims.kid,
+            iat=claims.iat,
+            exp=claims.exp,
+            deadline=getattr(connection, "deadline", None),
+            subscriptions=tuple(sorted(subscriptions)),
+        )
+
+    async def issue_ticket(self, connection: Connection) -> Ticket | None:
+        """Record a resume ticket for an open connection; None when tickets are off, the
+        deadline is too close, or Redis failed (the client then reconnects with a token).
+
+        The connection's ``resume_key`` is set, so the renewal sweep keeps the ticket alive.
+        """
+        if self.tickets is None:
+            return None
+        record = self._record_of(connection)
+        ttl = ticket_ttl(
+            resume_ttl=self.settings.resume_ttl, deadline=record.deadline, now=self.clock()
+        )
+        if ttl <= 0:
+            return None
+        try:
+            ticket, key = await self.tickets.issue(record, ttl=ttl)
+        except Unavailable as error:
+            log.warning("no resume ticket: %s", error.detail or error.code)
+            return None
+        connection.resume_key = key  # type: ignore[attr-defined]
+        connection.resume_record = record  # type: ignore[attr-defined]
+        return ticket
+
+    def rewrite_ticket(self, connection: Connection) -> None:
+        """Rewrite the ticket's record now (after a ``refresh``: new scope and deadline)."""
+        key = getattr(connection, "resume_key", None)
+        if self.tickets is None or key is None:
+            return
+        record = self._record_of(connection)
+        ttl = ticket_ttl(
+            resume_ttl=self.settings.resume_ttl, deadline=record.deadline, now=self.clock()
+        )
+        connection.resume_record = record  # type: ignore[attr-defined]
+        task = asyncio.ensure_future(self.tickets.renew([(key, ttl, record)]))
+        task.add_done_callback(_ignore_failure)
+
+    async def renew_tickets(self, now: float) -> int:
+        """One renewal pass over every live connection's ticket, pipelined: ``EXPIRE``,
+        or ``SET XX`` when what it resumes changed (subscriptions, a refresh).
+
+        Returns how many tickets were still in Redis.
+
+        Raises:
+            redis.RedisError, OSError: Redis failed (the caller logs it).
+        """
+        if self.tickets is None:
+            return 0
+        renewals: list[tuple[str, int, Resumable | None]] = []
+        for connection in self.registry:
+            key = getattr(connection, "resume_key", None)
+            if key is None:
+                continue
+            record = self._record_of(connection)
+            changed = record != getattr(connection, "resume_record", None)
+            if changed:
+                connection.resume_record = record
+            ttl = ticket_ttl(resume_ttl=self.settings.resume_ttl, deadline=record.deadline, now=now)
+            renewals.append((key, ttl, record if changed else None))
+        return await self.tickets.renew(renewals) if renewals else 0
+
+    async def _renew_forever(self) -> None:
+        period = max(1.0, self.settings.resume_ttl / 3)
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.renew_tickets(self.clock())
+            except Exception as error:  # Redis down: tickets expire, clients use tokens
+                log.warning("renewing resume tickets failed: %s", type(error).__name__)
 
     def liveness(self) -> dict[str, Any]:
         """The ``/healthz`` document: ``broken`` only when a background task that must
@@ -434,8 +606,16 @@ class Gateway:
         members = self.registry.members(message.channel)
         if members:
             frame = socket_message(message)
+            live: Entry | None = None
             for connection in members:
-                connection.send(frame)
+                seam = _seam_of(connection, message.channel) if message.offset else None
+                if seam is None or (live is None and (live := _history_entry(message)) is None):
+                    connection.send(frame)
+                    continue
+                # A recovering (or recovered) subscription: by offset, never twice.
+                for entry in seam.live(live):
+                    same = entry is live
+                    connection.send(frame if same else message_frame(message.channel, entry))
             self.metrics.pushes.inc(len(members))
         return len(members)
 
@@ -450,6 +630,7 @@ class Gateway:
             assert revocation.sub is not None
             matched = self.registry.connections_of(revocation.sub)
         _close_all(matched, REVOKED)
+        self._discard_tickets(matched)
         if matched:
             log.info(
                 "revoked %s=%s: closed %d connection(s)",
@@ -497,9 +678,19 @@ class Gateway:
             if sid_revoked or (sub_at is not None and claims.iat < sub_at):
                 revoked.append(connection)
         _close_all(revoked, REVOKED)
+        self._discard_tickets(revoked)
         if revoked:
             log.info("revocations missed while unsubscribed: closed %d connection(s)", len(revoked))
         return len(revoked)
+
+    def _discard_tickets(self, connections: Iterable[Connection]) -> None:
+        """Delete the tickets of revoked connections (the revocation records refuse them
+        anyway: this only frees them sooner)."""
+        keys = [key for c in connections if (key := getattr(c, "resume_key", None)) is not None]
+        if self.tickets is None or not keys:
+            return
+        task = asyncio.ensure_future(self.tickets.discard(keys))
+        task.add_done_callback(_ignore_failure)
 
     def sweep(self, now: float) -> int:
         """One heartbeat pass over every connection; return how many were closed as idle."""
@@ -542,11 +733,14 @@ class Gateway:
         """Stop the subscription and the sweep; release the Redis connection pools."""
         if self.fanout is not None:
             await self.fanout.stop()
-        sweeper, self._sweeper = self._sweeper, None
-        if sweeper is not None:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+        for task in (self._sweeper, self._renewer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._sweeper = self._renewer = None
+        if self.tickets is not None:
+            await self.tickets.close()
         await self.keys.close()
         if self.handshake_limits is not None:
             await self.handshake_limits.close()
@@ -557,6 +751,24 @@ class Gateway:
 def _close_all(connections: Iterable[Connection], code: int, reason: str | None = None) -> None:
     for connection in list(connections):
         connection.close(code, reason or REASONS.get(code, ""))
+
+
+def _history_entry(message: Message) -> Entry | None:
+    """The message as a history entry (offset, epoch, data as JSON), if it has an offset."""
+    if message.offset is None or message.epoch is None or not message.offset.isdigit():
+        return None
+    data = json.dumps(message.data, separators=(",", ":"), ensure_ascii=False)
+    return Entry(int(message.offset), message.epoch, data)
+
+
+def _seam_of(connection: Connection, channel: str) -> Seam | None:
+    seams = getattr(getattr(connection, "session", None), "seams", None)
+    return seams.get(channel) if seams else None
+
+
+def _ignore_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("writing resume tickets failed: %s", type(task.exception()).__name__)
 
 
 def _as_time(value: bytes | str) -> float:

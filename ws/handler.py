@@ -94,7 +94,6 @@ from wsauth.ws.lifetime import (
     REAUTHENTICATE,
     TOO_SLOW,
     Liveness,
-    max_age_delay,
 )
 from wsauth.ws.session import Outbox
 
@@ -195,6 +194,8 @@ class WsAuthMixin(JsonAnswers, _WebSocketHandler):
     # For wsauth_gateway_connections_closed_total: counted once per registered connection.
     _registered: bool = False
     _close_sent: int | None = None
+    # Wall-clock time by which the connection must re-authenticate (None: never).
+    deadline: float | None = None
     # Bytes queued and not yet written (the slow-reader cap); set on registration.
     outbox: Outbox | None = None
 
@@ -312,9 +313,11 @@ class WsAuthMixin(JsonAnswers, _WebSocketHandler):
 
     # --- after the upgrade --------------------------------------------------------
 
-    def open(self, *args: Any, **kwargs: Any) -> None:
-        """Register the connection (a host's own ``open`` is wrapped to do this first)."""
+    def open(self, *args: Any, **kwargs: Any) -> Awaitable[None] | None:
+        """Register the connection (a host's own ``open`` is wrapped to do this first;
+        as in Tornado, it may be a coroutine)."""
         self._register()
+        return None
 
     def _register(self) -> bool:
         """Register on the node once; return whether the connection is registered."""
@@ -332,7 +335,11 @@ class WsAuthMixin(JsonAnswers, _WebSocketHandler):
                 return False  # revoked a moment ago: closed with 4001
             self._registered = True
             gateway.metrics.connection_count(len(gateway.registry))
-            self.expires_in = self._schedule_max_age(tornado.ioloop.IOLoop.current())
+            now = gateway.clock()
+            deadline = self.admission.deadline(now=now, max_age=gateway.settings.max_connection_age)
+            self.expires_in = self._schedule_max_age(
+                tornado.ioloop.IOLoop.current(), deadline=deadline, now=now
+            )
         except Exception:
             log.exception("opening a connection failed")
             self.close(INTERNAL_ERROR, REASONS[INTERNAL_ERROR])
@@ -340,15 +347,18 @@ class WsAuthMixin(JsonAnswers, _WebSocketHandler):
         self._admitted = True
         return True
 
-    def _schedule_max_age(self, loop: tornado.ioloop.IOLoop) -> float | None:
-        """(Re)start the 4002 deadline; return its delay in seconds (None: no maximum age)."""
+    def _schedule_max_age(
+        self, loop: tornado.ioloop.IOLoop, *, deadline: float | None, now: float
+    ) -> float | None:
+        """(Re)start the 4002 deadline (wall clock; a resumed connection keeps the one
+        it resumes); return its delay in seconds (None: no maximum age)."""
         if self._max_age_timer is not None:
             loop.remove_timeout(self._max_age_timer)
             self._max_age_timer = None
-        max_age = self.gateway.settings.max_connection_age
-        if not max_age:
+        self.deadline = deadline
+        if deadline is None:
             return None
-        delay = max_age_delay(max_age)
+        delay = max(0.0, deadline - now)
         self._max_age_timer = loop.call_later(delay, self._expire)
         return round(delay, 3)
 

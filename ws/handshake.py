@@ -27,6 +27,11 @@ Token sources (DESIGN.md, "Gateway handshake"), exactly one per request:
 2. ``Authorization: Bearer <token>``
 3. ``?ws_token=<token>`` (unless switched off)
 
+or, instead of a token, a resume ticket (:mod:`wsauth.shared.state.tickets`):
+``Sec-WebSocket-Protocol: wsauth, wsauth.resume.<ticket>`` or
+``Authorization: Resume <ticket>`` (never in the URL). A ticket and a token in
+one request are two sources: ``multiple_tokens``.
+
 A ``ws_token`` parameter while query tokens are switched off is refused with
 400 ``bad_request``, even when another source is present: the token has
 already travelled in a URL (proxy logs, history), so the client must be fixed
@@ -45,11 +50,15 @@ from wsauth.shared.core.errors import BadRequest, MultipleTokens, OriginNotAllow
 
 SUBPROTOCOL = "wsauth"
 BEARER_SUBPROTOCOL_PREFIX = "wsauth.bearer."
+RESUME_SUBPROTOCOL_PREFIX = "wsauth.resume."
 QUERY_PARAMETER = "ws_token"
 MAX_SUBPROTOCOLS = 32
 WEBSOCKET_VERSION = "13"
 
-TokenSourceName = Literal["subprotocol", "authorization", "query"]
+TokenSourceName = Literal[
+    "subprotocol", "authorization", "query", "resume_subprotocol", "resume_authorization"
+]
+RESUME_SOURCES = frozenset({"resume_subprotocol", "resume_authorization"})
 
 # RFC 6750 §2.1 b64token (RFC 7235 token68).
 _TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
@@ -78,6 +87,11 @@ class TokenSource:
 
     token: str = field(repr=False)
     source: TokenSourceName
+
+    @property
+    def is_ticket(self) -> bool:
+        """A resume ticket rather than a token: checked as one, never as the other."""
+        return self.source in RESUME_SOURCES
 
 
 def check_origin(
@@ -222,6 +236,13 @@ def extract_token(
         if SUBPROTOCOL not in offered:
             raise BadRequest(f"{BEARER_SUBPROTOCOL_PREFIX}* offered without {SUBPROTOCOL}")
         found.append(TokenSource(bearer[0][len(BEARER_SUBPROTOCOL_PREFIX) :], "subprotocol"))
+    resume = [value for value in offered if value.startswith(RESUME_SUBPROTOCOL_PREFIX)]
+    if len(resume) > 1:
+        raise MultipleTokens("two resume subprotocols")
+    if resume:
+        if SUBPROTOCOL not in offered:
+            raise BadRequest(f"{RESUME_SUBPROTOCOL_PREFIX}* offered without {SUBPROTOCOL}")
+        found.append(TokenSource(resume[0][len(RESUME_SUBPROTOCOL_PREFIX) :], "resume_subprotocol"))
 
     if len(authorization_headers) > 1:
         raise MultipleTokens("repeated Authorization header")
@@ -229,6 +250,9 @@ def extract_token(
         token = _bearer_credential(header)
         if token is not None:
             found.append(TokenSource(token, "authorization"))
+        resumed = _bearer_credential(header, scheme="resume")
+        if resumed is not None:
+            found.append(TokenSource(resumed, "resume_authorization"))
 
     if query_tokens and not query_token_enabled:
         raise BadRequest("query tokens are disabled")
@@ -244,27 +268,27 @@ def extract_token(
     return found[0]
 
 
-def _bearer_credential(header: str) -> str | None:
-    """The credential of ``Bearer <token>``; None for another scheme.
+def _bearer_credential(header: str, *, scheme: str = "bearer") -> str | None:
+    """The credential of ``Bearer <token>`` (or ``Resume <ticket>``); None for another scheme.
 
     The scheme and the credential are separated by spaces only (RFC 7235
     §2.1: ``1*SP``); a tab or a non-ASCII character anywhere is refused.
 
     Raises:
-        BadRequest: the Bearer scheme without exactly one token68 credential,
+        BadRequest: the scheme without exactly one token68 credential,
             or a header that is not plain ASCII.
     """
     if not _plain(header):
         raise BadRequest("Authorization is not ASCII")
-    scheme = _SCHEME.match(header)
-    if scheme is None or scheme.group().lower() != "bearer":
+    matched = _SCHEME.match(header)
+    if matched is None or matched.group().lower() != scheme:
         return None
-    rest = header[scheme.end() :]
+    rest = header[matched.end() :]
     if rest and rest[0] not in _OWS:
-        return None  # another scheme that starts with "Bearer" (Bearer=..., Bearerx)
+        return None  # another scheme that starts with this one (Bearer=..., Bearerx)
     credential = rest.lstrip(" ")
     if rest[:1] == "\t" or not _TOKEN68.fullmatch(credential):
-        raise BadRequest("Authorization: Bearer needs exactly one credential")
+        raise BadRequest(f"Authorization: {scheme.title()} needs exactly one credential")
     return credential
 
 

@@ -223,10 +223,11 @@ def reply_error(command_id: CommandId | None, code: str, **fields: Any) -> str:
     return encode({"type": "reply", "id": command_id, "error": code, **fields})
 
 
-def welcome(sub: str, *, expires_in: float | None = None) -> str:
+def welcome(sub: str, *, expires_in: float | None = None, **fields: Any) -> str:
     """The first frame: ``{"type": "welcome", "sub": ...}``, plus ``expires_in`` (seconds
-    until the gateway closes with 4002 unless a ``refresh`` comes) when there is a deadline."""
-    document: dict[str, Any] = {"type": "welcome", "sub": sub}
+    until the gateway closes with 4002 unless a ``refresh`` comes) when there is a deadline,
+    and ``fields`` (the resume ticket: ``resume``, ``resume_ttl``, ``resumed``)."""
+    document: dict[str, Any] = {"type": "welcome", "sub": sub, **fields}
     if expires_in is not None:
         document["expires_in"] = expires_in
     return encode(document)

@@ -21,6 +21,17 @@ channels the new scope no longer grants are left at once (an
 reply), and the connection's deadline starts again (``expires_in`` in the
 reply).
 
+On a channel with history (``WSAUTH_HISTORY_CHANNELS``,
+:mod:`wsauth.shared.state.history`) ``subscribe`` recovers: the connection
+joins the channel with a :class:`~wsauth.shared.state.history.Seam` that
+holds its live messages, reads the stream after ``since`` once this node
+receives the channel, delivers what was missed and then the held messages
+(by offset: no gap, no duplicate), and replies ``ok`` with ``recovered``
+(``true``, or ``false`` and a ``reason``) and the channel's position
+(``offset``, ``epoch``) — also without ``since``, so a client always knows
+where it is. ``since`` on a channel without history: ``recovered: false``,
+``reason: "no_history"``.
+
 A host application may take ``send`` messages itself instead of the inbox
 stream: pass ``on_send`` (a callable taking an
 :class:`~wsauth.shared.state.inbox.InboxMessage`, returning None or an
@@ -38,6 +49,7 @@ from typing import Any, Protocol
 
 from wsauth.shared.core.config import Settings
 from wsauth.shared.core.errors import (
+    CommandError,
     NotGranted,
     RateLimited,
     SubjectMismatch,
@@ -47,6 +59,7 @@ from wsauth.shared.core.errors import (
 from wsauth.shared.core.scopes import Scope, lost_channels, scope_of_claim
 from wsauth.shared.core.tokens import Claims
 from wsauth.shared.state.events import apublish_message
+from wsauth.shared.state.history import Position, Seam, message_frame, recovery
 from wsauth.shared.state.inbox import InboxMessage, aappend
 from wsauth.ws import protocol
 from wsauth.ws.lifetime import REASONS, REVOKED
@@ -131,6 +144,7 @@ class Channels(Protocol):
     redis: Any
     replay: Any
     revocations: Any
+    history: Any
 
     def join(self, connection: Any, channel: str) -> None: ...
 
@@ -174,6 +188,8 @@ class Session:
         self.scope: Scope = scope_of_claim(claims.scope)
         self.limits = limits
         self.subscriptions: set[str] = set()
+        # History channels being (or having been) recovered: the seam of each.
+        self.seams: dict[str, Seam] = {}
         self.connection_id = secrets.token_urlsafe(12)
         self._now = now
         self._bucket = CommandBucket(
@@ -217,6 +233,7 @@ class Session:
         """The connection is gone (the gateway leaves its channels when it unregisters it)."""
         self._closed = True
         self.subscriptions.clear()
+        self.seams.clear()
 
     # --- commands ----------------------------------------------------------------
 
@@ -246,6 +263,11 @@ class Session:
             return False
         if len(self.subscriptions) >= self.limits.max_subscriptions:
             raise TooManySubscriptions(limit=self.limits.max_subscriptions)
+        history = self.gateway.history
+        if history is not None and history.covers(channel):
+            if command.since is not None:
+                _position(command)  # refused before anything is joined
+            self.seams[channel] = Seam()  # before the join: it holds the first live messages
         self.gateway.join(self.connection, channel)
         self.subscriptions.add(channel)
         return True
@@ -254,17 +276,61 @@ class Session:
         """Reply once this node receives the channel: a message published after the
         ``ok`` reaches the subscriber."""
         await self.gateway.synced()
-        self._ok(command)
+        fields: dict[str, Any] = {}
+        if command.channel in self.seams:
+            try:
+                fields = await self._recover(command, self.seams[command.channel])
+            except BaseException:
+                self._drop(command.channel)  # the client may subscribe again
+                raise
+        elif command.since is not None:
+            fields = {"recovered": False, "reason": "no_history"}
+        self._ok(command, **fields)
+
+    async def _recover(self, command: Subscribe, seam: Seam) -> dict[str, Any]:
+        """Read the channel's stream, deliver what ``since`` missed and the held live
+        messages; return the reply's fields."""
+        gateway, channel = self.gateway, command.channel
+        since = _position(command) if command.since is not None else None
+        read_after = since.offset if since is not None else 2**53
+        stream = await gateway.history.read_since(gateway.redis, channel, read_after)
+        fields: dict[str, Any] = {}
+        entries: tuple[Any, ...] = ()
+        after = 0
+        if since is not None:
+            result = recovery(since, stream)
+            entries = result.entries
+            fields["recovered"] = result.recovered
+            if result.reason is not None:
+                fields["reason"] = result.reason
+            if result.reason in (None, "history_trimmed"):
+                after = since.offset
+        if self._closed or channel not in self.subscriptions:
+            return fields
+        for entry in seam.start(entries, epoch=stream.epoch, after=after):
+            self.connection.send(message_frame(channel, entry))
+        last, epoch = seam.last
+        if epoch is not None:
+            fields["offset"], fields["epoch"] = str(max(last, stream.top)), epoch
+        return fields
+
+    def _drop(self, channel: str) -> None:
+        self.seams.pop(channel, None)
+        if channel in self.subscriptions:
+            self.subscriptions.discard(channel)
+            self.gateway.leave(self.connection, channel)
 
     def _unsubscribe(self, command: Unsubscribe) -> None:
-        if command.channel in self.subscriptions:
-            self.subscriptions.discard(command.channel)
-            self.gateway.leave(self.connection, command.channel)
+        self._drop(command.channel)
         self._ok(command)
 
     async def _publish(self, command: Publish) -> None:
         await apublish_message(
-            self.gateway.redis, self.gateway.settings.redis_prefix, command.channel, command.data
+            self.gateway.redis,
+            self.gateway.settings.redis_prefix,
+            command.channel,
+            command.data,
+            history=self.gateway.history,
         )
         self._ok(command)
 
@@ -317,6 +383,7 @@ class Session:
         self.scope = scope_of_claim(claims.scope)
         for channel in sorted(lost_channels(self.subscriptions, self.scope)):
             self.subscriptions.discard(channel)
+            self.seams.pop(channel, None)
             gateway.leave(self.connection, channel)
             self.connection.send(protocol.unsubscribed(channel, SCOPE_CHANGED))
         expires_in = self._on_refreshed(claims)
@@ -363,3 +430,12 @@ _COMMAND_NAMES: dict[type, str] = {
     Send: "send",
     Refresh: "refresh",
 }
+
+
+def _position(command: Subscribe) -> Position:
+    """Raises: CommandError: ``since`` is not a position this gateway hands out."""
+    assert command.since is not None
+    try:
+        return Position.parse(command.since.offset, command.since.epoch)
+    except ValueError as error:
+        raise CommandError(str(error), id=command.id) from None

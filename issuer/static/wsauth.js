@@ -36,6 +36,21 @@
 //                                 has stayed open for `stableAfter` ms
 //
 // and the token endpoint answering 401 or 403 (logged out) stops it too.
+//
+// Resume tickets: the gateway's welcome carries one ("resume"). The client keeps
+// it (and removes it from the welcome handed to onMessage: it is a credential)
+// and, after a close other than 1000, 4001 and 4002 and within "resume_ttl"
+// seconds, reconnects with the subprotocol "wsauth.resume.<ticket>" instead of
+// fetching a token. A ticket is tried once: if that socket closes before it
+// opens (a refused or unreachable gateway look alike to a page), the next
+// attempt, at once, fetches a fresh token.
+//
+// Channels given as `channels` are subscribed after every welcome. On a history
+// channel the client keeps the offset and epoch of the last message (or of the
+// subscribe reply) and subscribes with `since`, so the gateway delivers what was
+// published while it was away, in order and once; the reply says
+// `recovered: false` with a `reason` when it could not ("epoch_changed": the
+// history is gone). `client.positions` holds the positions.
 // The token is never logged, never put in a URL, and never handed to callbacks.
 
 /** Close codes of the gateway (the fixed contract of docs/reference). */
@@ -54,6 +69,7 @@ export const CloseCode = Object.freeze({
 /** The subprotocol the gateway selects; the token rides in a second, "wsauth.bearer.<token>". */
 export const SUBPROTOCOL = "wsauth";
 const BEARER_PREFIX = "wsauth.bearer.";
+const RESUME_PREFIX = "wsauth.resume.";
 
 /**
  * A connection that lived shorter than this and was closed with 4002 reconnects
@@ -106,6 +122,9 @@ const MIN_REAUTHENTICATE_AGE_MS = 500;
  * @property {() => number} [random=Math.random]  jitter source (tests)
  * @property {typeof fetch} [fetch]      (tests)
  * @property {typeof WebSocket} [WebSocket]  (tests)
+ * @property {string[]} [channels]   subscribed on every connection (as subscribe()), recovered by offset
+ * @property {(channel: string, reply: object) => void} [onRecovered]  each subscribe reply
+ *           that says whether a gap was recovered (`recovered`, `reason`)
  */
 
 /** The token endpoint refused (401/403: logged out) or failed. */
@@ -170,7 +189,39 @@ export class WsAuthClient {
     this._pending = new Map();
     /** @type {Map<string, Set<Function>>} channel -> handlers; kept across reconnects */
     this._channels = new Map();
+    for (const channel of options.channels ?? []) this._channels.set(channel, new Set());
     this._refreshTimer = null;
+    this._ticket = null; // {value, url, until}: the resume ticket of the last connection
+    /** Issuer requests made, and connections opened with a resume ticket (tests, metrics). */
+    this.tokenFetches = 0;
+    this.resumes = 0;
+    /** @type {Map<string, {offset: string, epoch: string}>} last position per channel */
+    this.positions = new Map();
+    this.onRecovered = options.onRecovered ?? (() => {});
+  }
+
+  /** `subscribe`, with `since` when a position of the channel is known. */
+  _subscribeCommand(channel) {
+    const command = { type: "subscribe", channel };
+    const position = this.positions.get(channel);
+    if (position) command.since = { offset: position.offset, epoch: position.epoch };
+    return this._command(command).then((reply) => {
+      this._track(channel, reply);
+      if ("recovered" in reply) this._notify(this.onRecovered, channel, reply);
+      return reply;
+    });
+  }
+
+  /** Keep the last position of `channel` from a message frame or a subscribe reply. */
+  _track(channel, frame) {
+    const { offset, epoch } = frame;
+    if (typeof channel !== "string" || typeof offset !== "string" || typeof epoch !== "string") {
+      return;
+    }
+    const known = this.positions.get(channel);
+    if (!known || known.epoch !== epoch || Number(known.offset) < Number(offset)) {
+      this.positions.set(channel, { offset, epoch });
+    }
   }
 
   // --- protocol v1 ---------------------------------------------------------------
@@ -192,7 +243,7 @@ export class WsAuthClient {
     if (onMessage) handlers.add(onMessage);
     if (!this._isOpen()) return Promise.resolve({ pending: true });
     if (!first) return Promise.resolve({ ok: true });
-    return this._command({ type: "subscribe", channel }).catch((error) => {
+    return this._subscribeCommand(channel).catch((error) => {
       // A lost connection keeps the channel: it is subscribed again after the reconnect.
       const lost = error.code === "connection_closed" || error.code === "not_connected";
       if (!lost && this._channels.get(channel) === handlers) this._channels.delete(channel);
@@ -231,6 +282,7 @@ export class WsAuthClient {
    */
   async refresh() {
     const generation = this._generation;
+    this.tokenFetches += 1;
     const grant = await this._fetchToken();
     if (generation !== this._generation || !this._isOpen()) {
       throw new CommandError("not_connected");
@@ -264,6 +316,7 @@ export class WsAuthClient {
       return true;
     }
     if (message.type === "message") {
+      this._track(message.channel, message);
       for (const handler of this._channels.get(message.channel) ?? []) {
         this._notify(handler, message.data, message);
       }
@@ -279,7 +332,7 @@ export class WsAuthClient {
 
   _resubscribe() {
     for (const [channel, handlers] of this._channels) {
-      this._command({ type: "subscribe", channel }).catch((error) => {
+      this._subscribeCommand(channel).catch((error) => {
         if (error.code === "not_connected" || error.code === "connection_closed") return;
         if (this._channels.get(channel) === handlers) this._channels.delete(channel);
         this._notify(this.onUnsubscribed, channel, error.code);
@@ -358,8 +411,15 @@ export class WsAuthClient {
   async _attempt(generation) {
     this._timer = null;
     this._setStatus({ state: "connecting" });
+    const ticket = this._ticket;
+    this._ticket = null;
+    if (ticket && Date.now() < ticket.until) {
+      this._open(generation, { url: ticket.url }, ticket.value);
+      return;
+    }
     let grant;
     try {
+      this.tokenFetches += 1;
       grant = await this._fetchToken();
     } catch (error) {
       if (generation !== this._generation) return;
@@ -401,11 +461,12 @@ export class WsAuthClient {
     return body;
   }
 
-  _open(generation, grant) {
+  _open(generation, grant, ticket = null) {
     const url = this.url ?? grant.url;
+    const credential = ticket === null ? BEARER_PREFIX + grant.token : RESUME_PREFIX + ticket;
     let socket;
     try {
-      socket = new this._WebSocket(url, [SUBPROTOCOL, BEARER_PREFIX + grant.token]);
+      socket = new this._WebSocket(url, [SUBPROTOCOL, credential]);
     } catch {
       // A malformed URL or one the page's CSP forbids: retrying will not fix it.
       this._generation += 1;
@@ -414,6 +475,7 @@ export class WsAuthClient {
     }
     this.socket = socket;
     let openedAt = null;
+    let next = null; // the ticket of this connection's welcome: {value, ttl}
 
     socket.addEventListener("open", () => {
       if (generation !== this._generation) return;
@@ -423,6 +485,7 @@ export class WsAuthClient {
         return;
       }
       openedAt = Date.now();
+      if (ticket !== null) this.resumes += 1;
       this._setStatus({ state: "open" });
     });
 
@@ -436,6 +499,11 @@ export class WsAuthClient {
           // not JSON: hand over the text as it came
         }
       }
+      if (message && message.type === "welcome" && typeof message.resume === "string") {
+        next = { value: message.resume, ttl: Number(message.resume_ttl) || 0 };
+        delete message.resume;
+        delete message.resume_ttl;
+      }
       if (!this._onFrame(message)) this._notify(this.onMessage, message, event);
     });
 
@@ -446,10 +514,18 @@ export class WsAuthClient {
       const lived = openedAt === null ? 0 : Date.now() - openedAt;
       if (lived >= this.stableAfter) this._failures = 0;
       const { code, reason, wasClean } = event;
+      const terminal = [CloseCode.NORMAL, CloseCode.REVOKED, CloseCode.REAUTHENTICATE];
+      if (next && !terminal.includes(code)) {
+        this._ticket = { value: next.value, url, until: Date.now() + next.ttl * 1000 };
+      }
       if (code === CloseCode.NORMAL || code === CloseCode.REVOKED) {
         this._generation += 1;
         this._notify(this.onClose, { code, reason, wasClean, willRetry: false });
         this._setStatus({ state: "stopped", code, reason });
+      } else if (ticket !== null && openedAt === null) {
+        // The ticket was refused (or the gateway unreachable): a fresh token, at once.
+        this._notify(this.onClose, { code, reason, wasClean, willRetry: true, delay: 0 });
+        this._retry(generation, { code, reason }, 0);
       } else if (code === CloseCode.REAUTHENTICATE && lived >= MIN_REAUTHENTICATE_AGE_MS) {
         this._notify(this.onClose, { code, reason, wasClean, willRetry: true, delay: 0 });
         this._retry(generation, { code, reason }, 0);

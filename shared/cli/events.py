@@ -21,6 +21,7 @@ from wsauth.shared.cli.discovery import redis_failure, redis_url_for
 from wsauth.shared.cli.main import echo_json, fail, load_cli_settings, settings_options
 from wsauth.shared.core.errors import WsAuthError
 from wsauth.shared.state.events import publish_message, publish_push
+from wsauth.shared.state.history import History
 from wsauth.shared.state.replay import sync_client
 from wsauth.shared.state.sessions import Revocation, revoke_session, revoke_subject
 
@@ -80,7 +81,8 @@ def publish(channel: str, message: str, as_json: bool) -> None:
     url = redis_url_for(settings)
     client = sync_client(url, timeout=settings.redis_timeout)
     try:
-        nodes = publish_message(client, settings.redis_prefix, channel, data)
+        history = History.from_settings(settings)  # WSAUTH_HISTORY_CHANNELS
+        nodes = publish_message(client, settings.redis_prefix, channel, data, history=history)
     except WsAuthError as error:
         fail(redis_failure(error, url))
     finally:

@@ -221,6 +221,29 @@ def _networks(raw: str) -> tuple[IPv4Network | IPv6Network, ...]:
     return tuple(networks)
 
 
+_CHANNEL_PATTERN = re.compile(r"[A-Za-z0-9_.:@-]{1,128}|[A-Za-z0-9_.:@-]{0,127}\*")
+
+
+def _channel_patterns(raw: str) -> tuple[str, ...]:
+    """Comma-separated channel patterns as in scopes: an exact name or a prefix ending in ``*``."""
+    if raw.strip().lower() in _OFF:
+        return ()
+    patterns = []
+    for part in raw.split(","):
+        value = part.strip()
+        if not value:
+            continue
+        if not _CHANNEL_PATTERN.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a channel name or a prefix ending in * "
+                "(characters A-Z a-z 0-9 _ . : @ -)"
+            )
+        patterns.append(value)
+    if len(patterns) > 64:
+        raise ValueError("must list at most 64 patterns")
+    return tuple(patterns)
+
+
 @dataclass(frozen=True)
 class Setting:
     """One row of the configuration table."""
@@ -497,6 +520,37 @@ SETTINGS: tuple[Setting, ...] = (
         bounds="true/false",
     ),
     Setting(
+        "resume_ttl",
+        _int_between(0, 900),
+        "120",
+        "Gateway: lifetime in seconds of a resume ticket once its connection is gone (renewed "
+        "while it lives; never past the re-authentication deadline); 0 = no tickets.",
+        bounds="0 (off) to 900",
+    ),
+    Setting(
+        "history_channels",
+        _channel_patterns,
+        "off",
+        "Comma-separated channel patterns (exact name or prefix ending in `*`, as in scopes) "
+        "whose messages are kept in a bounded Redis Stream for recovery; off = none.",
+        bounds="up to 64 patterns; off",
+    ),
+    Setting(
+        "history_size",
+        _int_between(1, 100_000),
+        "1000",
+        "Messages kept per history channel (the stream's MAXLEN).",
+        bounds="1 to 100000",
+    ),
+    Setting(
+        "history_ttl",
+        _int_between(1, 7 * 86400),
+        "600",
+        "Seconds a history channel's stream lives after its last message; once it expires, "
+        "the channel's epoch changes.",
+        bounds="1 to 604800",
+    ),
+    Setting(
         "log_format",
         _choice("json", "text"),
         None,
@@ -549,6 +603,10 @@ class Settings:
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...]
     cookie_secure: bool
     log_format: str | None
+    resume_ttl: int
+    history_channels: tuple[str, ...]
+    history_size: int
+    history_ttl: int
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

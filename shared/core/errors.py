@@ -25,7 +25,12 @@ token itself.
     │   ├── WrongIssuer             wrong_issuer
     │   ├── WrongAudience           wrong_audience
     │   ├── Replayed                token_replayed
-    │   └── Revoked                 token_revoked (its sub or sid was revoked)
+    │   ├── Revoked                 token_revoked (its sub or sid was revoked)
+    │   └── InvalidTicket           invalid_ticket (a resume ticket, wsauth.shared.state.tickets)
+    │       ├── TicketMalformed     ticket_malformed
+    │       ├── TicketReplayed      ticket_replayed
+    │       ├── TicketExpired       ticket_expired
+    │       └── TicketRevoked       ticket_revoked
     ├── BadRequest                  400
     │   ├── MultipleTokens          multiple_tokens
     │   ├── BadEvent                bad_event (push/revoke event malformed)
@@ -144,6 +149,36 @@ class Revoked(InvalidToken):
     """The token's session (``sid``) was revoked, or its ``sub`` after the token was minted."""
 
     code = "token_revoked"
+
+
+class InvalidTicket(InvalidToken):
+    """A resume ticket cannot be accepted. The subclass says why."""
+
+    code = "invalid_ticket"
+
+
+class TicketMalformed(InvalidTicket):
+    """Not the shape of a resume ticket (a token offered as a ticket lands here)."""
+
+    code = "ticket_malformed"
+
+
+class TicketReplayed(InvalidTicket):
+    """No record for the ticket: used, expired from Redis, or never issued."""
+
+    code = "ticket_replayed"
+
+
+class TicketExpired(InvalidTicket):
+    """The connection's re-authentication deadline has passed: a fresh token is needed."""
+
+    code = "ticket_expired"
+
+
+class TicketRevoked(InvalidTicket):
+    """Its ``sub`` or ``sid`` was revoked, or the key of its original token is gone."""
+
+    code = "ticket_revoked"
 
 
 class BadRequest(WsAuthError):

@@ -46,7 +46,7 @@ import json
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio
@@ -55,6 +55,9 @@ from wsauth.shared.core.channels import check_channel
 from wsauth.shared.core.errors import BadEvent, EventTooLarge, Unavailable, WsAuthError
 from wsauth.shared.core.tokens import MAX_SID_LENGTH, MAX_SUB_LENGTH
 from wsauth.shared.state.redis_conn import ready, sharded_pubsub
+
+if TYPE_CHECKING:
+    from wsauth.shared.state.history import History
 
 MAX_EVENT_BYTES = 64 * 1024
 CHANNEL_SUFFIX = "events"
@@ -98,6 +101,10 @@ class Message:
 
     channel: str
     data: Any
+    # Set on a channel with history (wsauth.shared.state.history): the message's place
+    # in the channel's stream, a decimal string, and the stream's epoch.
+    offset: str | None = None
+    epoch: str | None = None
 
 
 Event = Push | Revoke | Message
@@ -178,7 +185,13 @@ def decode(raw: bytes | str) -> Event:
     if kind == "message":
         if "data" not in document:
             raise BadEvent("a message event has data")
-        return Message(_channel(document.get("channel")), document["data"])
+        offset, epoch = document.get("offset"), document.get("epoch")
+        if (offset is None) != (epoch is None) or not all(
+            value is None or (isinstance(value, str) and 0 < len(value) <= 32)
+            for value in (offset, epoch)
+        ):
+            raise BadEvent("offset and epoch are strings, both or neither")
+        return Message(_channel(document.get("channel")), document["data"], offset, epoch)
     raise BadEvent("unknown event type")
 
 
@@ -197,6 +210,8 @@ def socket_message(event: Push | Message) -> str:
         if isinstance(event, Push)
         else {"type": "message", "channel": event.channel, "data": event.data}
     )
+    if isinstance(event, Message) and event.offset is not None:
+        document["offset"], document["epoch"] = event.offset, event.epoch
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -280,8 +295,13 @@ def publish_revoke(
     return publish(client, prefix, Revoke(sub=sub, sid=sid, at=at))
 
 
-def publish_message(client: redis.Redis, prefix: str, channel: str, data: Any) -> int:
+def publish_message(
+    client: redis.Redis, prefix: str, channel: str, data: Any, *, history: History | None = None
+) -> int:
     """Deliver ``data`` to every connection that joined ``channel``, on every gateway node.
+
+    With ``history`` (:meth:`History.from_settings`) and a channel it covers, the
+    message is also appended to the channel's stream, in the same atomic step.
 
     Returns how many gateway processes hold a member of ``channel`` (0: none; not an error).
 
@@ -291,14 +311,40 @@ def publish_message(client: redis.Redis, prefix: str, channel: str, data: Any) -
         EventTooLarge: the event is over :data:`MAX_EVENT_BYTES`.
         Unavailable: Redis did not answer in time.
     """
-    return publish(client, prefix, Message(check_channel(channel), data))
+    message = Message(check_channel(channel), data)
+    if history is not None and history.covers(channel):
+        body = encode(message).decode("utf-8")
+        return history.append(
+            client, channel, data=_data_json(data), body=body, sharded=_sharded(client, message)
+        ).receivers
+    return publish(client, prefix, message)
 
 
 async def apublish_message(
-    client: redis.asyncio.Redis, prefix: str, channel: str, data: Any
+    client: redis.asyncio.Redis,
+    prefix: str,
+    channel: str,
+    data: Any,
+    *,
+    history: History | None = None,
 ) -> int:
     """:func:`publish_message` for asyncio code (``redis.asyncio``); same answer and errors."""
-    return await apublish(client, prefix, Message(check_channel(channel), data))
+    message = Message(check_channel(channel), data)
+    if history is not None and history.covers(channel):
+        body = encode(message).decode("utf-8")
+        try:
+            await ready(client)  # a Cluster client loads its slot map and command table
+        except (redis.RedisError, OSError) as error:
+            raise Unavailable(type(error).__name__) from None
+        appended = await history.aappend(
+            client, channel, data=_data_json(data), body=body, sharded=_sharded(client, message)
+        )
+        return appended.receivers
+    return await apublish(client, prefix, message)
+
+
+def _data_json(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 async def apublish_push(client: redis.asyncio.Redis, prefix: str, sub: str, data: Any) -> int:

@@ -6,6 +6,8 @@
 //   {refuse: true}                   the handshake fails: close 1006, never open
 //   {close: 4002, after: 600}        open, send a welcome, close with that code after `after` ms
 //   {}                               open and stay open
+//   {welcome: {...}, messages: [...]} the welcome to send (default {type, sub}), frames after it
+// An attempt with a resume ticket fetches no token: it takes the next plan itself.
 // It resolves once `until(status)` is true for a status the client reports (or rejects
 // after `timeout` ms), with everything the client did.
 
@@ -15,7 +17,9 @@ let tokenCounter = 0;
 
 export function run(plans, { until, timeout = 5000, clientOptions = {}, afterStop = 0 } = {}) {
   // `after`: statuses reported once `until` held (the test's own stop() included).
-  const record = { statuses: [], after: [], closes: [], messages: [], fetches: [], offered: [] };
+  const record = {
+    statuses: [], after: [], closes: [], messages: [], fetches: [], offered: [], sent: [],
+  };
   let done = false;
   let planIndex = -1;
   const plan = () => plans[Math.min(planIndex, plans.length - 1)] ?? {};
@@ -46,18 +50,25 @@ export function run(plans, { until, timeout = 5000, clientOptions = {}, afterSto
       this.protocol = "";
       this.readyState = 0;
       record.offered.push(protocols);
+      if (protocols.some((value) => value.startsWith("wsauth.resume."))) planIndex += 1;
       const current = plan();
       setTimeout(() => {
         if (current.refuse) return this._closed(1006, "");
         this.readyState = 1;
         this.protocol = protocols[0];
         this.dispatchEvent(new Event("open"));
-        const welcome = new MessageEvent("message", { data: '{"type":"welcome","sub":"alice"}' });
-        this.dispatchEvent(welcome);
+        const welcome = current.welcome ?? { type: "welcome", sub: "alice" };
+        for (const frame of [welcome, ...(current.messages ?? [])]) {
+          this.dispatchEvent(new MessageEvent("message", { data: JSON.stringify(frame) }));
+        }
         if (current.close !== undefined) {
           setTimeout(() => this._closed(current.close, current.reason ?? ""), current.after ?? 0);
         }
       }, 0);
+    }
+
+    send(data) {
+      record.sent.push(JSON.parse(data));
     }
 
     close(code = 1000, reason = "") {

@@ -91,6 +91,8 @@ def test_a_client_whose_session_ended_stops_when_the_token_endpoint_answers_401(
     demo.log_in(*ALICE)
     demo.expect_state("open")
     demo.page.context.clear_cookies()  # the session is gone, as after a logout in another tab
+    for key in stack.redis.scan_iter(f"{stack.settings.redis_prefix}resume:*"):
+        stack.redis.delete(key)  # and its resume ticket (else the client resumes with it)
     stack.gateway.call(stack.gateway.app.gateway.close_connections)  # 1001: going away
 
     demo.expect_state("stopped")

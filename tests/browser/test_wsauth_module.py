@@ -221,3 +221,62 @@ def test_a_page_callback_that_throws_does_not_stall_the_reconnect(page: Page) ->
         )
     assert record == {"fetches": 2, "state": "stopped"}
     assert "page bug" in reported.value.message  # reported to the page, not swallowed
+
+
+TICKET = "T" * 43
+WELCOME = {"type": "welcome", "sub": "alice", "resume": TICKET, "resume_ttl": 120}
+
+
+def test_after_a_1001_close_the_client_resumes_with_its_ticket_and_fetches_no_token(
+    page: Page,
+) -> None:
+    record = run(
+        page,
+        [{"close": 1001, "welcome": WELCOME}, {}],
+        '(status, record) => status.state === "open" && record.offered.length === 2',
+    )
+    assert [offered[1] for offered in record["offered"]][1] == f"wsauth.resume.{TICKET}"
+    assert len(record["fetches"]) == 1
+    # The ticket is a credential: the page's callback never sees it.
+    assert record["messages"][0] == {"type": "welcome", "sub": "alice"}
+
+
+def test_after_a_4002_close_the_client_takes_a_fresh_token_not_its_ticket(page: Page) -> None:
+    record = run(
+        page,
+        [{"close": 4002, "after": 600, "welcome": WELCOME}, {}],
+        '(status, record) => status.state === "open" && record.fetches.length === 2',
+    )
+    assert all(offered[1].startswith("wsauth.bearer.") for offered in record["offered"])
+
+
+def test_a_refused_ticket_falls_back_to_a_fresh_token_at_once(page: Page) -> None:
+    record = run(
+        page,
+        [{"close": 1001, "welcome": WELCOME}, {"refuse": True}, {}],
+        '(status, record) => status.state === "open" && record.fetches.length === 2',
+    )
+    kinds = [offered[1].split(".")[1] for offered in record["offered"]]
+    assert kinds == ["bearer", "resume", "bearer"]
+    closed = [status for status in record["statuses"] if status["state"] == "closed"]
+    assert closed[-1]["delay"] == 0
+
+
+def test_the_client_resubscribes_its_channels_with_the_last_position_after_a_reconnect(
+    page: Page,
+) -> None:
+    message = {"type": "message", "channel": "chat:a", "data": 1, "offset": "7", "epoch": "E1"}
+    record = run(
+        page,
+        [{"close": 1001, "welcome": WELCOME, "messages": [message]}, {}],
+        '(status, record) => status.state === "open" && record.offered.length === 2',
+        clientOptions={"channels": ["chat:a"]},
+    )
+    first, second = record["sent"]
+    assert first == {"type": "subscribe", "id": 1, "channel": "chat:a"}
+    assert second == {
+        "type": "subscribe",
+        "id": 2,
+        "channel": "chat:a",
+        "since": {"offset": "7", "epoch": "E1"},
+    }

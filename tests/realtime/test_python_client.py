@@ -72,10 +72,11 @@ def test_after_a_4002_close_the_client_reconnects_at_once_with_a_new_token(
     assert "retrying" not in recorder.states()  # no backoff before a 4002 reconnect
 
 
-def test_after_a_1001_close_the_client_backs_off_and_reconnects_with_a_new_token(
-    gateway: GatewayHandle, issuer: Issuer, plain_client: tuple[str, str]
+def test_after_a_1001_close_with_a_lost_ticket_the_client_backs_off_and_takes_a_new_token(
+    gateway: GatewayHandle, issuer: Issuer, plain_client: tuple[str, str], raw_redis: redis.Redis
 ) -> None:
     recorder = Recorder(issuer.url, plain_client)
+    resumes: list[int] = []
 
     async def scenario() -> list[str | bytes]:
         received: list[str | bytes] = []
@@ -83,13 +84,17 @@ def test_after_a_1001_close_the_client_backs_off_and_reconnects_with_a_new_token
             async for message in client:
                 received.append(message)
                 if len(received) == 1:
+                    for key in raw_redis.keys("wsauth:resume:*"):  # Redis lost the ticket
+                        raw_redis.delete(key)
                     await asyncio.to_thread(gateway.call, gateway.app.gateway.close_connections)
                 if len(received) == 2:
+                    resumes.append(client.resumes)
                     break
         return received
 
     assert _types(asyncio.run(asyncio.wait_for(scenario(), 15))) == ["welcome", "welcome"]
     assert len(set(recorder.tokens)) == 2
+    assert resumes == [0]
     assert recorder.states()[recorder.states().index("closed") + 1] == "retrying"
     assert [s.close_code for s in recorder.statuses if s.state == "closed"] == [1001]
 
@@ -254,3 +259,36 @@ def test_connect_command_stops_with_one_line_and_status_2_when_revoked(
             process.wait()
     assert "connection revoked (4001 revoked)" in stderr
     assert "Traceback" not in stderr
+
+
+def test_after_a_gateway_restart_the_client_resumes_with_its_ticket_and_no_new_token(
+    settings: Settings, issuer: Issuer, plain_client: tuple[str, str]
+) -> None:
+    recorder = Recorder(issuer.url, plain_client)
+    port = free_port()
+    first = run_gateway(settings, port=port)
+    first.__enter__()
+    second: Any = None
+
+    async def scenario() -> tuple[list[dict[str, Any]], ReconnectingClient]:
+        nonlocal second
+        welcomes: list[dict[str, Any]] = []
+        async with recorder.make(f"ws://127.0.0.1:{port}/ws") as client:
+            async for message in client:
+                welcomes.append(json.loads(message))
+                if len(welcomes) == 2:
+                    return welcomes, client
+                # A deploy: the node goes (1001), a new one comes up on the same address.
+                await asyncio.to_thread(first.__exit__, None, None, None)
+                second = run_gateway(settings, port=port)
+                await asyncio.to_thread(second.__enter__)
+        raise AssertionError("the client stopped")
+
+    try:
+        welcomes, client = asyncio.run(scenario())
+    finally:
+        if second is not None:
+            second.__exit__(None, None, None)
+    assert [welcome.get("resumed", False) for welcome in welcomes] == [False, True]
+    assert all("resume" not in welcome for welcome in welcomes)  # the ticket stays inside
+    assert (len(recorder.tokens), client.token_fetches, client.resumes) == (1, 1, 1)
