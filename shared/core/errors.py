@@ -188,6 +188,12 @@ class NoSigningKey(Unavailable):
     code = "no_signing_key"
 
 
+class JwksInvalid(Unavailable):
+    """The key store's jwks.json does not pass the checks a gateway makes: not served."""
+
+    code = "jwks_invalid"
+
+
 class ConfigError(WsAuthError):
     """A setting has a bad value. ``str()`` is one line naming the setting."""
 
