@@ -35,7 +35,7 @@ from typing import Any, Protocol
 import redis.asyncio
 
 from wsauth.shared.core.config import MAX_TOKEN_TTL, Settings
-from wsauth.shared.core.errors import InvalidToken, TokenTooLarge
+from wsauth.shared.core.errors import InvalidToken, KeysetStale, TokenTooLarge
 from wsauth.shared.core.proxies import client_address, rate_key
 from wsauth.shared.core.tokens import MAX_TOKEN_BYTES, Claims, verify
 from wsauth.shared.state.events import Event, Push, Revoke, socket_message
@@ -193,9 +193,13 @@ class Gateway:
 
         Raises:
             InvalidToken: a subclass naming the failure.
+            KeysetStale: the keyset could not be refreshed for WSAUTH_JWKS_MAX_STALENESS (503).
         """
         now = self.clock()
-        self.keys.refresh(now)
+        keys = self.keys
+        keys.refresh(now)
+        if self.keyset_stale(now):
+            raise KeysetStale(f"keyset not refreshed since {keys.refreshed_at}")
         return verify(
             token,
             keyset=self.keys.keyset,
@@ -267,7 +271,7 @@ class Gateway:
         keyset = self._keyset_status()
         checks = {
             "redis": redis_ok,
-            "keyset": keyset["keys"] > 0,
+            "keyset": keyset["keys"] > 0 and not keyset["stale"],
             "pubsub": self.fanout is None or self.fanout.subscribed,
         }
         return {
@@ -277,9 +281,21 @@ class Gateway:
             "connections": len(self.registry),
         }
 
+    def keyset_stale(self, now: float) -> bool:
+        """True once the keyset in force was last confirmed more than
+        ``jwks_max_staleness`` ago (a keyset never confirmed counts as fresh until then
+        after start: there are no keys in it, and every token is refused anyway)."""
+        refreshed = self.keys.refreshed_at
+        if refreshed is None:
+            return False
+        return now - refreshed > self.settings.jwks_max_staleness
+
     def _keyset_status(self) -> dict[str, Any]:
-        self.keys.refresh(self.clock())
-        return self.keys.status()
+        now = self.clock()
+        self.keys.refresh(now)
+        status = self.keys.status()
+        status["stale"] = self.keyset_stale(now)
+        return status
 
     # --- after the upgrade --------------------------------------------------------
 

@@ -49,6 +49,7 @@ KNOWN_OUTCOMES = (
     "token_expired",
     "token_replayed",
     "redis_unavailable",
+    "keyset_stale",
     "rate_limited",
     "client_closed",
 )

@@ -188,6 +188,12 @@ class NoSigningKey(Unavailable):
     code = "no_signing_key"
 
 
+class KeysetStale(Unavailable):
+    """The gateway's keyset could not be refreshed for longer than WSAUTH_JWKS_MAX_STALENESS."""
+
+    code = "keyset_stale"
+
+
 class JwksInvalid(Unavailable):
     """The key store's jwks.json does not pass the checks a gateway makes: not served."""
 
