@@ -35,7 +35,7 @@ from typing import Any, Protocol
 import redis.asyncio
 
 from wsauth.shared.core.config import MAX_TOKEN_TTL, Settings
-from wsauth.shared.core.errors import InvalidToken, KeysetStale, TokenTooLarge
+from wsauth.shared.core.errors import InvalidToken, KeyRevoked, KeysetStale, TokenTooLarge
 from wsauth.shared.core.proxies import client_address, rate_key
 from wsauth.shared.core.tokens import MAX_TOKEN_BYTES, Claims, verify
 from wsauth.shared.state.events import Event, Push, Revoke, socket_message
@@ -62,6 +62,8 @@ from wsauth.ws.registry import ConnectionRegistry
 log = logging.getLogger("wsauth.gateway")
 
 RESYNC_BATCH = 500
+# A cap on the revoked kids remembered (a compromise is rare; a flood of events is not).
+MAX_REVOKED_KIDS = 1000
 
 __all__ = ["GOING_AWAY", "Admission", "Connection", "Gateway", "HandshakeRequest"]
 
@@ -140,6 +142,8 @@ class Gateway:
             settings, redis_client=self.redis, clock=clock
         )
         self.revocations = RecentRevocations(horizon=MAX_TOKEN_TTL + settings.leeway)
+        # Signing keys revoked with `wsauth revoke --kid` since this process started.
+        self.revoked_kids: set[str] = set()
         self.fanout: Fanout | None = None
         if subscribe:
             self.fanout = Fanout(
@@ -200,7 +204,7 @@ class Gateway:
         keys.refresh(now)
         if self.keyset_stale(now):
             raise KeysetStale(f"keyset not refreshed since {keys.refreshed_at}")
-        return verify(
+        claims = verify(
             token,
             keyset=self.keys.keyset,
             issuer=self.settings.issuer,
@@ -209,6 +213,9 @@ class Gateway:
             leeway=self.settings.leeway,
             max_ttl=MAX_TOKEN_TTL,
         )
+        if self.revoked_kids and claims.kid in self.revoked_kids:
+            raise KeyRevoked(kid=claims.kid)
+        return claims
 
     def authenticate(self, request: HandshakeRequest) -> Coroutine[Any, Any, Admission]:
         """Step 0 (:mod:`wsauth.ws.ratelimit`: a blocked client is refused first, and a 401 is
@@ -306,7 +313,7 @@ class Gateway:
         connection opening just after the revoke event went by.
         """
         claims = connection.claims
-        if self.revocations.revoked(
+        if claims.kid in self.revoked_kids or self.revocations.revoked(
             sub=claims.sub, sid=claims.sid, iat=claims.iat, now=self.clock()
         ):
             connection.close(REVOKED, REASONS[REVOKED])
@@ -333,7 +340,13 @@ class Gateway:
         return len(connections)
 
     def revoke(self, revocation: Revoke) -> int:
-        """Close the connections of the revoked sub or sid with 4001; remember it a while."""
+        """Close the connections of the revoked sub or sid with 4001; remember it a while.
+
+        A revoked ``kid``: close every connection authenticated with that key, and
+        refuse its tokens (``key_revoked``) for as long as this process runs.
+        """
+        if revocation.kid is not None:
+            return self._revoke_kid(revocation.kid)
         self.revocations.add(
             sub=revocation.sub, sid=revocation.sid, at=revocation.at, now=self.clock()
         )
@@ -350,6 +363,14 @@ class Gateway:
                 revocation.sid if revocation.sid is not None else revocation.sub,
                 len(matched),
             )
+        return len(matched)
+
+    def _revoke_kid(self, kid: str) -> int:
+        if len(self.revoked_kids) < MAX_REVOKED_KIDS:
+            self.revoked_kids.add(kid)
+        matched = [c for c in self.registry if c.claims.kid == kid]
+        _close_all(matched, REVOKED)
+        log.warning("revoked kid=%s: closed %d connection(s)", kid, len(matched))
         return len(matched)
 
     async def resync(self) -> int:

@@ -15,6 +15,7 @@ token itself.
     │   ├── HeaderNotAllowed        header_not_allowed
     │   ├── WrongTokenType          wrong_typ
     │   ├── UnknownKey              unknown_kid
+    │   ├── KeyRevoked              key_revoked (wsauth revoke --kid)
     │   ├── AlgorithmNotAllowed     alg_not_allowed
     │   ├── BadSignature            bad_signature
     │   ├── InvalidClaims           invalid_claims
@@ -33,7 +34,8 @@ token itself.
     │   ├── OriginNotAllowed        origin_not_allowed
     │   └── CsrfRejected            csrf_rejected
     ├── RateLimited                 429  rate_limited (``retry_after`` seconds)
-    ├── Unavailable                 503  redis_unavailable / no_signing_key
+    ├── Unavailable                 503  redis_unavailable / no_signing_key / keyset_stale /
+    │                                    jwks_invalid
     ├── ConfigError                      bad_config (start-up; never an HTTP answer)
     └── KeyStoreError                    key_store (CLI; exit status 2)
 """
@@ -84,6 +86,12 @@ class WrongTokenType(InvalidToken):
 
 class UnknownKey(InvalidToken):
     code = "unknown_kid"
+
+
+class KeyRevoked(InvalidToken):
+    """The token's key was revoked on this gateway (``wsauth revoke --kid``)."""
+
+    code = "key_revoked"
 
 
 class AlgorithmNotAllowed(InvalidToken):

@@ -13,6 +13,7 @@ Wire format (JSON, UTF-8, at most :data:`MAX_EVENT_BYTES`)::
     {"type": "push",   "sub": "alice", "data": <any JSON value>}
     {"type": "revoke", "sub": "alice", "at": 1700000000.5}
     {"type": "revoke", "sid": "Qm9...", "at": 1700000000.5}
+    {"type": "revoke", "kid": "NzbL...", "at": 1700000000.5}   (a signing key: wsauth revoke --kid)
 
 A push goes to the socket as ``{"type": "push", "data": ...}``. Pub/sub is
 at-most-once: a push to a user with no live connection, or published while
@@ -59,11 +60,22 @@ class Push:
 
 @dataclass(frozen=True)
 class Revoke:
-    """Close (4001) the connections of ``sub`` or of issuer session ``sid`` opened before ``at``."""
+    """Close (4001) the connections of ``sub`` or of issuer session ``sid`` opened before
+    ``at``, or every connection authenticated with signing key ``kid`` (then refuse its tokens).
+    """
 
     sub: str | None = None
     sid: str | None = None
     at: float = 0.0
+    kid: str | None = None
+
+
+MAX_KID_LENGTH = 128
+
+
+def _one_target(sub: object, sid: object, kid: object) -> None:
+    if sum(value is not None for value in (sub, sid, kid)) != 1:
+        raise BadEvent("a revoke event names exactly one of sub, sid and kid")
 
 
 Event = Push | Revoke
@@ -87,13 +99,14 @@ def encode(event: Event) -> bytes:
         document = {"type": "push", "sub": _check_id(event.sub, "sub", MAX_SUB_LENGTH)}
         document["data"] = event.data
     else:
-        if (event.sub is None) == (event.sid is None):
-            raise BadEvent("a revoke event names exactly one of sub and sid")
+        _one_target(event.sub, event.sid, event.kid)
         document = {"type": "revoke"}
         if event.sub is not None:
             document["sub"] = _check_id(event.sub, "sub", MAX_SUB_LENGTH)
         if event.sid is not None:
             document["sid"] = _check_id(event.sid, "sid", MAX_SID_LENGTH)
+        if event.kid is not None:
+            document["kid"] = _check_id(event.kid, "kid", MAX_KID_LENGTH)
         if not math.isfinite(event.at):
             raise BadEvent("at must be a finite number")
         document["at"] = event.at
@@ -130,14 +143,15 @@ def decode(raw: bytes | str) -> Event:
         return Push(_check_id(document.get("sub"), "sub", MAX_SUB_LENGTH), document["data"])
     if kind == "revoke":
         sub, sid, at = document.get("sub"), document.get("sid"), document.get("at")
-        if (sub is None) == (sid is None):
-            raise BadEvent("a revoke event names exactly one of sub and sid")
+        kid = document.get("kid")
+        _one_target(sub, sid, kid)
         if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
             raise BadEvent("at must be a number")
         return Revoke(
             sub=None if sub is None else _check_id(sub, "sub", MAX_SUB_LENGTH),
             sid=None if sid is None else _check_id(sid, "sid", MAX_SID_LENGTH),
             at=float(at),
+            kid=None if kid is None else _check_id(kid, "kid", MAX_KID_LENGTH),
         )
     raise BadEvent("unknown event type")
 
@@ -192,19 +206,21 @@ def publish_revoke(
     *,
     sub: str | None = None,
     sid: str | None = None,
+    kid: str | None = None,
     now: float | None = None,
 ) -> int:
-    """Close (4001) the live connections of ``sub`` or ``sid`` on every node.
+    """Close (4001) the live connections of ``sub``, ``sid`` or signing key ``kid`` on every node.
 
     This is the live half of a revocation; :func:`wsauth.shared.state.sessions.revoke_session`
-    and :func:`wsauth.shared.state.sessions.revoke_subject` also record it in Redis.
+    and :func:`wsauth.shared.state.sessions.revoke_subject` also record it in Redis. A ``kid``
+    is not recorded: remove the key from the JWKS too (``wsauth keys revoke``).
 
     Raises:
-        BadEvent: not exactly one of ``sub`` and ``sid``.
+        BadEvent: not exactly one of ``sub``, ``sid`` and ``kid``.
         Unavailable: Redis did not answer in time.
     """
     at = time.time() if now is None else now
-    return publish(client, prefix, Revoke(sub=sub, sid=sid, at=at))
+    return publish(client, prefix, Revoke(sub=sub, sid=sid, at=at, kid=kid))
 
 
 async def apublish_push(client: redis.asyncio.Redis, prefix: str, sub: str, data: Any) -> int:
