@@ -22,8 +22,10 @@ import click
 
 from wsauth.shared.cli.main import echo_json, fail, load_cli_settings
 from wsauth.shared.core.config import Settings
-from wsauth.shared.core.errors import KeyStoreError
+from wsauth.shared.core.errors import KeyStoreError, WsAuthError
 from wsauth.shared.core.keyset import ALGORITHMS, DEFAULT_ALGORITHM
+from wsauth.shared.state.keyset_reports import judge, read_reports
+from wsauth.shared.state.replay import sync_client
 from wsauth.shared.store.keystore import (
     JWKS_FETCH_MARGIN,
     KeyRecord,
@@ -226,7 +228,7 @@ def revoke(kid: str, keys_dir: str | None, as_json: bool) -> None:
     "--alg",
     type=click.Choice(ALGORITHMS),
     default=None,
-    help=f"Algorithm of a new key [default: the current key's, {DEFAULT_ALGORITHM} in a new store].",
+    help=f"Algorithm of new keys [default: the current key's; {DEFAULT_ALGORITHM}; new store].",
 )
 @_dir_option
 @_json_option
@@ -260,3 +262,60 @@ def rotate(alg: str | None, keys_dir: str | None, as_json: bool) -> None:
         "retired": rotation.retired,
     }
     _report(as_json, "rotate", lines, document)
+
+
+@keys.command()
+@click.option("--has", "has", multiple=True, metavar="KID", help="Every process must hold KID.")
+@click.option("--lacks", "lacks", multiple=True, metavar="KID", help="No process may hold KID.")
+@click.option(
+    "--expect",
+    type=click.IntRange(1, 100_000),
+    default=None,
+    metavar="N",
+    help="At least N processes must report (nodes x --processes).",
+)
+@click.option(
+    "--wait",
+    type=click.FloatRange(0, 3600),
+    default=0.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Check again until every condition holds, for up to SECONDS.",
+)
+@_json_option
+def gateways(
+    has: tuple[str, ...], lacks: tuple[str, ...], expect: int | None, wait: float, as_json: bool
+) -> None:
+    """The keyset of every gateway process, as each reported it to Redis (every 2 s).
+
+    Exit status 0 when every process reports a fresh keyset that holds every
+    --has kid and no --lacks kid (and at least --expect processes report); 2
+    with one line on stderr naming each process that does not. Needs
+    WSAUTH_REDIS_URL and WSAUTH_REDIS_PREFIX.
+    """
+    settings = load_cli_settings()
+    client = sync_client(settings.effective_redis_url, timeout=settings.redis_timeout)
+    deadline = time.monotonic() + wait
+    try:
+        while True:
+            try:
+                reports = read_reports(client, settings.redis_prefix, now=time.time())
+            except WsAuthError as error:
+                fail(f"{error.code}: {error.detail or error.code}")
+            verdict = judge(reports, has=has, lacks=lacks, expect=expect)
+            if not verdict.problems or time.monotonic() >= deadline:
+                break
+            time.sleep(0.5)
+    finally:
+        client.close()
+    if as_json:
+        echo_json({"gateways": verdict.reports, "problems": verdict.problems})
+    else:
+        for document in verdict.reports:
+            state = "stale" if document["stale"] else "fresh"
+            click.echo(
+                f"{document['node']}  {document['fingerprint']}  {state}  "
+                f"kids={','.join(document['kids']) or '-'}"
+            )
+    if verdict.problems:
+        fail("; ".join(verdict.problems))

@@ -592,12 +592,12 @@ def _check_jwks(values: dict[str, Any]) -> None:
             f"got {values['jwks_max_staleness']}",
         )
     url = values["jwks_url"]
-    if url and urlsplit(url).scheme == "http" and not values["jwks_allow_http"]:
-        if not is_loopback_host(urlsplit(url).hostname or ""):
-            raise ConfigError(
-                ENV_PREFIX + "JWKS_URL",
-                "http:// only on loopback (use https://, or set WSAUTH_JWKS_ALLOW_HTTP=true)",
-            )
+    plain = bool(url) and urlsplit(url).scheme == "http" and not values["jwks_allow_http"]
+    if plain and not is_loopback_host(urlsplit(url).hostname or ""):
+        raise ConfigError(
+            ENV_PREFIX + "JWKS_URL",
+            "http:// only on loopback (use https://, or set WSAUTH_JWKS_ALLOW_HTTP=true)",
+        )
 
 
 def is_loopback_host(host: str) -> bool:

@@ -399,7 +399,7 @@ class KeyStore:
             return gone
 
     def revoke(self, kid: str) -> None:
-        """Remove ``kid`` at once; needs no private file (the JWKS keeps the others' public keys)."""
+        """Remove ``kid`` now; reads no private file (the JWKS keeps the others' public keys)."""
         with self.locked() as records:
             self._commit(plan_revoke(records, kid), None)
             self._remove_private([Kid(kid)])
@@ -437,7 +437,7 @@ class KeyStore:
             return rotation
 
     def _published_keys(self) -> dict[Kid, VerificationKey]:
-        """The public keys jwks.json holds now (checked as a gateway checks them); {} if unusable."""
+        """The public keys in jwks.json (checked as a gateway checks them); {} if unusable."""
         try:
             return dict(Keyset.from_json(self.jwks_path.read_bytes()))
         except (OSError, InvalidKeyset):

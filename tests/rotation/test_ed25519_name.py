@@ -71,9 +71,7 @@ def test_a_key_created_as_ed25519_publishes_and_signs_with_that_name() -> None:
     jwk = key.public.to_jwk()
     assert (jwk["alg"], jwk["kty"], jwk["crv"]) == ("Ed25519", "OKP", "Ed25519")
     assert Keyset.from_jwks({"keys": [jwk]})[key.kid].alg == "Ed25519"
-    token, _ = mint(
-        key=key, issuer=ISSUER, audience=AUDIENCE, subject="alice", now=NOW, ttl=30
-    )
+    token, _ = mint(key=key, issuer=ISSUER, audience=AUDIENCE, subject="alice", now=NOW, ttl=30)
     header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
     assert header["alg"] == "Ed25519"
     # The thumbprint (the kid) depends on the key only, not on the name.
