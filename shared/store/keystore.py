@@ -41,6 +41,7 @@ import contextlib
 import fcntl
 import json
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
@@ -347,7 +348,14 @@ class KeyStore:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[Records]:
-        """Hold the store's lock; yield the records as they are under it."""
+        """Hold the store's lock; yield the records as they are under it.
+
+        Raises:
+            KeyStoreError: the store cannot be used, or it belongs to another user:
+                files written now would belong to this one (private keys mode 0600),
+                and an issuer running as the store's owner could not read them.
+        """
+        self._check_owner()
         try:
             (self.dir / "private").mkdir(parents=True, exist_ok=True, mode=0o700)
             handle = open(self.dir / ".lock", "a+b")  # noqa: SIM115 - closed below
@@ -359,6 +367,20 @@ class KeyStore:
                 yield self.records()
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _check_owner(self) -> None:
+        try:
+            owner = self.dir.stat().st_uid
+        except FileNotFoundError:
+            return  # created now, by and for this user
+        except OSError as error:
+            raise KeyStoreError(f"cannot use key store {self.dir}: {error.strerror}") from None
+        if owner != os.geteuid():
+            raise KeyStoreError(
+                f"key store {self.dir} belongs to uid {owner}, not to this user "
+                f"(uid {os.geteuid()}): run wsauth keys as the store's owner, the issuer's "
+                "user (e.g. sudo -u OWNER wsauth keys ...)"
+            )
 
     def generate(self, alg: str | None, now: float, timing: Timing | None = None) -> KeyRecord:
         """Create a key (``current`` in an empty store, else ``next``) and publish it.

@@ -145,3 +145,43 @@ def test_every_rename_into_the_store_is_followed_by_an_fsync_of_the_directory(
     KeyStore(tmp_path).generate("EdDSA", now=time.time())
     # private key, jwks.json, keyset.json: each a file fsync then a directory fsync.
     assert synced == [False, True] * 3
+
+
+def test_a_store_owned_by_another_user_is_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    ok(tmp_path, "generate")
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    other = os.geteuid() + 1  # the issuer's user, say; the test runs as someone else
+    os.chown(tmp_path, other, -1)
+    try:
+        for command in (["generate"], ["rotate"], ["revoke", "x"], ["retire"]):
+            code, out, err = keys(tmp_path, *command)
+            assert code == 2 and out == "", command
+            assert f"belongs to uid {other}, not to this user" in err and err.count("\n") == 1
+        assert ok(tmp_path, "list", "-q")  # reading is fine
+    finally:
+        os.chown(tmp_path, os.geteuid(), -1)
+    after = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    assert after == before
+
+
+def test_a_restored_backup_brings_a_revoked_key_back_until_it_is_revoked_again(
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    store = tmp_path / "keys"
+    old, middle, new = three_keys(store)
+    backup = tmp_path / "backup"
+    shutil.copytree(store, backup)  # last night's backup
+    ok(store, "revoke", middle)  # a compromise today
+    revoked_log = [middle]  # kept outside the store and its backups (the runbook says so)
+
+    shutil.rmtree(store)
+    shutil.copytree(backup, store)  # the restore
+    assert middle in Keyset.from_json((store / "jwks.json").read_bytes())  # published again!
+    for kid in revoked_log:  # the runbook's re-revoke step
+        ok(store, "revoke", kid)
+    assert middle not in Keyset.from_json((store / "jwks.json").read_bytes())
+    assert sorted(ok(store, "list", "-q").split()) == sorted([old, new])
