@@ -9,6 +9,7 @@
 - ``wsauth_gateway_pubsub_connected``: 1 while subscribed to the events channel
 - ``wsauth_gateway_keyset_keys``, ``wsauth_gateway_keyset_kid{kid}``,
   ``wsauth_gateway_keyset_age_seconds``, ``wsauth_gateway_keyset_error``,
+  ``wsauth_gateway_keyset_stale``,
   ``wsauth_gateway_jwks_fetch_age_seconds`` (``WSAUTH_JWKS_URL`` only)
 
 Every label takes a bounded set of values: an ``outcome`` is ``accepted`` or
@@ -188,6 +189,12 @@ class KeysetCollector(Collector):
             "wsauth_gateway_keyset_error",
             "1 while the last change of the JWKS did not load (the last good keyset is kept).",
             value=1 if status.get("last_error") else 0,
+        )
+        yield GaugeMetricFamily(
+            "wsauth_gateway_keyset_stale",
+            "1 once the keyset could not be refreshed for WSAUTH_JWKS_MAX_STALENESS: every "
+            "handshake is refused (keyset_stale).",
+            value=1 if status.get("stale") else 0,
         )
         yield GaugeMetricFamily(
             "wsauth_gateway_keyset_age_seconds",

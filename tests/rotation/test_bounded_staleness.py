@@ -107,6 +107,8 @@ def test_a_gateway_whose_jwks_url_stops_answering_refuses_handshakes_past_the_bo
             status, document = _ready(gateway)
             assert status == 503
             assert document["checks"]["keyset"] is False and document["keyset"]["stale"] is True
+            metrics = requests.get(f"{gateway.http_url}/metrics", timeout=5).text
+            assert "\nwsauth_gateway_keyset_stale 1.0\n" in metrics
             assert _outcome(gateway, tokens, clock) == (503, "keyset_stale")
 
             server.answer = good  # reachable again: trusted again at the next fetch
