@@ -203,9 +203,7 @@ class Gateway:
                     log.warning("keyset report not written: %s", type(error).__name__)
                 failing = True
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._stop_reporting.wait(), keyset_reports.REPORT_INTERVAL
-                )
+                await asyncio.wait_for(self._stop_reporting.wait(), keyset_reports.REPORT_INTERVAL)
 
     def check_request(self, request: HandshakeRequest) -> TokenSource:
         """Steps 1 to 4: everything that needs neither keys nor Redis.
