@@ -15,7 +15,7 @@ path                    method  what
                                 ``{"sub", "data"}`` → ``{"delivered_to_nodes": n}``
 ``/.well-known/jwks.json`` GET  the public keys
 ``/healthz``            GET     liveness: the process answers
-``/readyz``             GET     readiness: Redis and signing key status
+``/readyz``             GET     readiness: Redis, signing key, JWKS, timing rule
 ``/metrics``            GET     Prometheus metrics (:mod:`wsauth.issuer.metrics`)
 ======================  ======  ==================================================
 
