@@ -42,7 +42,7 @@ from wsauth.shared.core.errors import InvalidToken, KeyRevoked, KeysetStale, Tok
 from wsauth.shared.core.proxies import client_address, rate_key
 from wsauth.shared.core.tokens import MAX_TOKEN_BYTES, Claims, verify
 from wsauth.shared.state import keyset_reports
-from wsauth.shared.state.events import Event, Push, Revoke, socket_message
+from wsauth.shared.state.events import Event, Push, ReportKeyset, Revoke, socket_message
 from wsauth.shared.state.replay import AsyncReplayGuard, async_client
 from wsauth.shared.state.sessions import revoked_session_key, revoked_subject_key
 from wsauth.ws.fanout import Fanout, subscriber_client
@@ -164,46 +164,36 @@ class Gateway:
         # This process in the keyset reports (wsauth.shared.state.keyset_reports).
         self.host = socket.gethostname()
         self.node = f"{self.host}:{os.getpid()}:{secrets.token_hex(3)}"
-        self._reporter: asyncio.Task[None] | None = None
-        self._stop_reporting = asyncio.Event()
+        self._reports: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        """Subscribe to the events channel, start the heartbeat sweep and the keyset
-        reports (once, on the loop)."""
+        """Subscribe to the events channel, start the heartbeat sweep (once, on the loop)."""
         if self.fanout is not None:
             await self.fanout.start()
-            if self._reporter is None:
-                self._reporter = asyncio.create_task(
-                    self._report_forever(), name="wsauth-keyset-report"
-                )
         if self.settings.ping_interval and self._sweeper is None:
             self._sweeper = asyncio.create_task(self._sweep_forever(), name="wsauth-heartbeat")
 
-    async def _report_forever(self) -> None:
-        """Write this process's keyset report every REPORT_INTERVAL (Redis errors: logged once)."""
-        failing = False
-        writes = 0
-        while not self._stop_reporting.is_set():
-            document = keyset_reports.report(
-                node=self.node,
-                host=self.host,
-                pid=os.getpid(),
-                status=self._keyset_status(),
-                revoked_kids=self.revoked_kids,
-                now=self.clock(),
+    def report_keyset(self, request_id: str) -> None:
+        """Write this process's keyset report for ``wsauth keys gateways`` (in the background)."""
+        document = keyset_reports.report(
+            node=self.node,
+            host=self.host,
+            pid=os.getpid(),
+            status=self._keyset_status(),
+            revoked_kids=self.revoked_kids,
+            now=self.clock(),
+        )
+        task = asyncio.get_running_loop().create_task(self._write_report(request_id, document))
+        self._reports.add(task)
+        task.add_done_callback(self._reports.discard)
+
+    async def _write_report(self, request_id: str, document: dict[str, Any]) -> None:
+        try:
+            await keyset_reports.write_report(
+                self.redis, self.settings.redis_prefix, request_id, document
             )
-            try:
-                await keyset_reports.write_report(
-                    self.redis, self.settings.redis_prefix, document, prune=writes % 15 == 0
-                )
-                writes += 1
-                failing = False
-            except Exception as error:  # Redis down: readiness says so; keep trying
-                if not failing:
-                    log.warning("keyset report not written: %s", type(error).__name__)
-                failing = True
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop_reporting.wait(), keyset_reports.REPORT_INTERVAL)
+        except Exception as error:  # Redis down: the check counts this process as silent
+            log.warning("keyset report not written: %s", type(error).__name__)
 
     def check_request(self, request: HandshakeRequest) -> TokenSource:
         """Steps 1 to 4: everything that needs neither keys nor Redis.
@@ -367,6 +357,10 @@ class Gateway:
         if isinstance(event, Push):
             self.metrics.events.labels("push").inc()
             return self.deliver(event)
+        if isinstance(event, ReportKeyset):
+            self.metrics.events.labels("report_keyset").inc()
+            self.report_keyset(event.id)
+            return 0
         self.metrics.events.labels("revoke").inc()
         return self.revoke(event)
 
@@ -497,20 +491,15 @@ class Gateway:
         """Stop the subscription and the sweep; release the Redis connection pools."""
         if self.fanout is not None:
             await self.fanout.stop()
-        # The reporter stops between two writes (a write cancelled halfway through
-        # would leave its Redis connection checked out, and aclose() waiting for it).
-        self._stop_reporting.set()
-        if self._reporter is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    asyncio.shield(self._reporter), 2 * self.settings.redis_timeout + 1
-                )
-        for task in (self._sweeper, self._reporter):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._sweeper = self._reporter = None
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+        # Reports in flight end on their own within the Redis timeout (a write
+        # cancelled halfway would leave its connection checked out, and aclose() waiting).
+        if self._reports:
+            await asyncio.wait(set(self._reports), timeout=2 * self.settings.redis_timeout + 1)
         await self.keys.close()
         if self.handshake_limits is not None:
             await self.handshake_limits.close()

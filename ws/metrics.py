@@ -4,7 +4,7 @@
 - ``wsauth_gateway_connections``: live WebSocket connections
 - ``wsauth_gateway_connections_closed_total{code}``: by close code
 - ``wsauth_gateway_pushes_delivered_total``: push messages queued to sockets
-- ``wsauth_gateway_events_total{type}``: pub/sub events received (push, revoke)
+- ``wsauth_gateway_events_total{type}``: pub/sub events received (push, revoke, report_keyset)
 - ``wsauth_gateway_redis_seconds{command}``: ``getdel`` (consume), ``ping``
 - ``wsauth_gateway_pubsub_connected``: 1 while subscribed to the events channel
 - ``wsauth_gateway_keyset_keys``, ``wsauth_gateway_keyset_kid{kid}``,
@@ -102,7 +102,7 @@ class GatewayMetrics:
         )
         self.events = Counter(
             "wsauth_gateway_events",
-            "Events received on the pub/sub channel, by type (push, revoke).",
+            "Events received on the pub/sub channel, by type (push, revoke, report_keyset).",
             ["type"],
             registry=registry,
         )

@@ -24,7 +24,12 @@ from wsauth.shared.cli.main import echo_json, fail, load_cli_settings
 from wsauth.shared.core.config import Settings
 from wsauth.shared.core.errors import KeyStoreError, WsAuthError
 from wsauth.shared.core.keyset import ALGORITHMS, DEFAULT_ALGORITHM
-from wsauth.shared.state.keyset_reports import judge, read_reports
+from wsauth.shared.state.keyset_reports import (
+    ANSWER_TIMEOUT,
+    judge,
+    read_reports,
+    request_reports,
+)
 from wsauth.shared.state.replay import sync_client
 from wsauth.shared.store.keystore import (
     JWKS_FETCH_MARGIN,
@@ -286,23 +291,30 @@ def rotate(alg: str | None, keys_dir: str | None, as_json: bool) -> None:
 def gateways(
     has: tuple[str, ...], lacks: tuple[str, ...], expect: int | None, wait: float, as_json: bool
 ) -> None:
-    """The keyset of every gateway process, as each reported it to Redis (every 2 s).
+    """The keyset of every gateway process: each one subscribed to the events
+    channel is asked, and answers through Redis.
 
-    Exit status 0 when every process reports a fresh keyset that holds every
-    --has kid and no --lacks kid (and at least --expect processes report); 2
-    with one line on stderr naming each process that does not. Needs
+    Exit status 0 when every process asked answers with a fresh keyset that
+    holds every --has kid and no --lacks kid (and at least --expect answer);
+    2 with one line on stderr naming each process that does not. Needs
     WSAUTH_REDIS_URL and WSAUTH_REDIS_PREFIX.
     """
     settings = load_cli_settings()
     client = sync_client(settings.effective_redis_url, timeout=settings.redis_timeout)
     deadline = time.monotonic() + wait
+    prefix = settings.redis_prefix
     try:
         while True:
             try:
-                reports = read_reports(client, settings.redis_prefix, now=time.time())
+                request_id, asked = request_reports(client, prefix)
+                answered = time.monotonic() + ANSWER_TIMEOUT
+                reports = read_reports(client, prefix, request_id)
+                while len(reports) < asked and time.monotonic() < answered:
+                    time.sleep(0.05)
+                    reports = read_reports(client, prefix, request_id)
             except WsAuthError as error:
                 fail(f"{error.code}: {error.detail or error.code}")
-            verdict = judge(reports, has=has, lacks=lacks, expect=expect)
+            verdict = judge(reports, has=has, lacks=lacks, expect=expect, asked=asked)
             if not verdict.problems or time.monotonic() >= deadline:
                 break
             time.sleep(0.5)

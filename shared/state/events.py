@@ -14,6 +14,7 @@ Wire format (JSON, UTF-8, at most :data:`MAX_EVENT_BYTES`)::
     {"type": "revoke", "sub": "alice", "at": 1700000000.5}
     {"type": "revoke", "sid": "Qm9...", "at": 1700000000.5}
     {"type": "revoke", "kid": "NzbL...", "at": 1700000000.5}   (a signing key: wsauth revoke --kid)
+    {"type": "report_keyset", "id": "Yx3..."}   (wsauth keys gateways: every process reports)
 
 A push goes to the socket as ``{"type": "push", "data": ...}``. Pub/sub is
 at-most-once: a push to a user with no live connection, or published while
@@ -78,7 +79,16 @@ def _one_target(sub: object, sid: object, kid: object) -> None:
         raise BadEvent("a revoke event names exactly one of sub, sid and kid")
 
 
-Event = Push | Revoke
+@dataclass(frozen=True)
+class ReportKeyset:
+    """Ask every gateway process to write its keyset report under request ``id``
+    (:mod:`wsauth.shared.state.keyset_reports`)."""
+
+    id: str
+
+
+Event = Push | Revoke | ReportKeyset
+MAX_REPORT_ID_LENGTH = 64
 
 
 def _check_id(value: object, name: str, limit: int) -> str:
@@ -98,6 +108,8 @@ def encode(event: Event) -> bytes:
     if isinstance(event, Push):
         document = {"type": "push", "sub": _check_id(event.sub, "sub", MAX_SUB_LENGTH)}
         document["data"] = event.data
+    elif isinstance(event, ReportKeyset):
+        document = {"type": "report_keyset", "id": _check_report_id(event.id)}
     else:
         _one_target(event.sub, event.sid, event.kid)
         document = {"type": "revoke"}
@@ -153,7 +165,20 @@ def decode(raw: bytes | str) -> Event:
             at=float(at),
             kid=None if kid is None else _check_id(kid, "kid", MAX_KID_LENGTH),
         )
+    if kind == "report_keyset":
+        return ReportKeyset(_check_report_id(document.get("id")))
     raise BadEvent("unknown event type")
+
+
+def _check_report_id(value: object) -> str:
+    allowed = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+    if (
+        not isinstance(value, str)
+        or not 16 <= len(value) <= MAX_REPORT_ID_LENGTH
+        or not set(value) <= allowed
+    ):
+        raise BadEvent("a report id is 16 to 64 base64url characters")
+    return value
 
 
 def socket_message(push: Push) -> str:

@@ -2,27 +2,32 @@
 
 A load balancer answers ``/readyz`` from whichever node (and whichever worker
 of ``--processes N``) it picks; after a revocation the runbook must know that
-*every* process has dropped the key. So each gateway process writes, every
-:data:`REPORT_INTERVAL` seconds, one field of one Redis hash::
+*every* process has dropped the key. So ``wsauth keys gateways`` asks them
+all, on the events channel every gateway process subscribes to::
 
-    {prefix}gateways   field: node id ("{host}:{pid}:{random}")
-                       value: {"node", "host", "pid", "kids", "fingerprint", "stale",
-                               "last_error", "refreshed_at", "revoked_kids", "at"}
+    PUBLISH {prefix}events {"type": "report_keyset", "id": <random>}   → n receivers
 
-The hash's TTL is renewed by every write (:data:`REPORT_TTL`), and each
-writer now and then deletes the fields older than :data:`PRUNE_AGE` (a
-process that died), so it holds at most the live processes plus the recently
-dead. Readers ignore reports older than :data:`REPORT_MAX_AGE`.
-``wsauth keys gateways`` reads them (docs/howto/key-rotation.md).
+and each process that receives it writes one field of one Redis hash::
 
-The documents are built and judged here, purely; :func:`write_report` and
-:func:`read_reports` are the I/O.
+    {prefix}gateways:{id}   field: node id ("{host}:{pid}:{random}")
+                            value: {"node", "host", "pid", "kids", "fingerprint",
+                                    "stale", "last_error", "refreshed_at",
+                                    "revoked_kids", "at"}
+                            TTL REPORT_TTL seconds
+
+The checker waits until n reports are in (``PUBLISH`` says how many
+processes got the request), so a process that is subscribed but does not
+answer is a failure, not an omission. Nothing is written unless someone asks.
+
+The documents are built and judged here, purely; :func:`request_reports`,
+:func:`write_report` and :func:`read_reports` are the I/O.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,16 +36,15 @@ import redis
 import redis.asyncio
 
 from wsauth.shared.core.errors import Unavailable
+from wsauth.shared.state.events import ReportKeyset, publish
 
-REPORT_INTERVAL = 2.0
-REPORT_MAX_AGE = 3 * REPORT_INTERVAL + 1.0
-REPORT_TTL = 60
-PRUNE_AGE = 60.0
-MAX_REPORTS = 10_000
+REPORT_TTL = 30
+# How long a checker waits for every receiver's report.
+ANSWER_TIMEOUT = 3.0
 
 
-def reports_key(prefix: str) -> str:
-    return f"{prefix}gateways"
+def reports_key(prefix: str, request_id: str) -> str:
+    return f"{prefix}gateways:{request_id}"
 
 
 def fingerprint(kids: Iterable[str]) -> str:
@@ -88,12 +92,16 @@ def judge(
     has: Iterable[str] = (),
     lacks: Iterable[str] = (),
     expect: int | None = None,
+    asked: int | None = None,
 ) -> Verdict:
     """Check every process's report: each holds every kid of ``has``, none of ``lacks``,
-    none is stale or failing to load, and (with ``expect``) at least that many report."""
+    none is stale or failing to load, every one of the ``asked`` processes answered,
+    and (with ``expect``) at least that many report."""
     problems: list[str] = []
     if not reports:
         problems.append("no gateway process has reported (is any running, with this Redis?)")
+    if asked is not None and len(reports) < asked:
+        problems.append(f"{asked - len(reports)} of {asked} gateway process(es) did not answer")
     if expect is not None and len(reports) < expect:
         problems.append(f"{len(reports)} gateway process(es) reported, {expect} expected")
     wanted, unwanted = list(has), list(lacks)
@@ -112,54 +120,47 @@ def judge(
     return Verdict(reports, problems)
 
 
-def _fresh(raw: Mapping[Any, Any], now: float, max_age: float) -> list[dict[str, Any]]:
-    found = []
-    for value in raw.values():
-        try:
-            document = json.loads(value)
-            at = float(document["at"])
-        except (ValueError, KeyError, TypeError):
-            continue
-        if 0 <= now - at <= max_age or at > now:
-            found.append(document)
-    return sorted(found, key=lambda document: str(document.get("node")))
+def request_reports(client: redis.Redis, prefix: str) -> tuple[str, int]:
+    """Ask every gateway process for its report; return the request id and how many got it.
+
+    Raises:
+        Unavailable: Redis did not answer in time.
+    """
+    request_id = secrets.token_urlsafe(16)
+    return request_id, publish(client, prefix, ReportKeyset(request_id))
 
 
-def read_reports(
-    client: redis.Redis, prefix: str, *, now: float, max_age: float = REPORT_MAX_AGE
-) -> list[dict[str, Any]]:
-    """The reports written within ``max_age`` seconds, sorted by node.
+def read_reports(client: redis.Redis, prefix: str, request_id: str) -> list[dict[str, Any]]:
+    """The reports written for ``request_id`` so far, sorted by node.
 
     Raises:
         Unavailable: Redis did not answer in time.
     """
     try:
-        raw = client.hgetall(reports_key(prefix))
+        raw = client.hgetall(reports_key(prefix, request_id))
     except redis.RedisError as error:
         raise Unavailable(type(error).__name__) from None
-    return _fresh(raw, now, max_age)
+    found = []
+    for value in raw.values():
+        try:
+            document = json.loads(value)
+        except ValueError:
+            continue
+        if isinstance(document, dict):
+            found.append(document)
+    return sorted(found, key=lambda document: str(document.get("node")))
 
 
 async def write_report(
-    client: redis.asyncio.Redis, prefix: str, document: dict[str, Any], *, prune: bool
+    client: redis.asyncio.Redis, prefix: str, request_id: str, document: dict[str, Any]
 ) -> None:
-    """Write this process's report; with ``prune``, drop the reports of dead processes.
+    """Write this process's report for ``request_id`` (the hash expires after REPORT_TTL).
 
     Raises:
-        redis.RedisError, OSError: Redis failed (the caller logs it and tries again later).
+        redis.RedisError, OSError: Redis failed (the caller logs it).
     """
-    key = reports_key(prefix)
-    async with client.pipeline(transaction=False) as pipe:
+    key = reports_key(prefix, request_id)
+    async with client.pipeline(transaction=True) as pipe:
         pipe.hset(key, str(document["node"]), json.dumps(document, separators=(",", ":")))
         pipe.expire(key, REPORT_TTL)
-        if prune:
-            pipe.hgetall(key)
-        answers = await pipe.execute()
-    if prune:
-        raw: dict[Any, Any] = answers[-1]
-        now = float(document["at"])
-        dead = [field for field, value in raw.items() if not _fresh({0: value}, now, PRUNE_AGE)]
-        if len(raw) - len(dead) > MAX_REPORTS:  # never expected: a cap all the same
-            dead = list(raw)
-        if dead:
-            await client.hdel(key, *dead)
+        await pipe.execute()

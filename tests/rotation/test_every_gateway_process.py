@@ -1,9 +1,10 @@
 """The runbook's checks reach every gateway process, not the one a load balancer picks.
 
 ``wsauth gateway --processes 2`` (the real console script, two workers behind
-one port) reports each worker's keyset to Redis; ``wsauth keys gateways``
-checks all of them: it fails while any worker lacks a new key or still holds
-a revoked one, naming that worker, and passes once every worker agrees.
+one port); ``wsauth keys gateways`` asks every subscribed process for its
+keyset and checks all of them: it fails while any worker lacks a new key or
+still holds a revoked one, naming that worker, and passes once every worker
+agrees. Nothing is written to Redis unless a check asks.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
+
+import redis
 
 from tests.scaleout.test_processes import gateway_processes
 from wsauth.shared.core.config import Settings
@@ -74,8 +78,9 @@ def test_a_check_names_each_process_that_fails() -> None:
         {"node": "a:1:x", "kids": ["old", "new"], "stale": False, "last_error": None},
         {"node": "b:2:y", "kids": ["old"], "stale": True, "last_error": "HTTP 500"},
     ]
-    verdict = judge(reports, has=["new"], lacks=["old"], expect=3)
+    verdict = judge(reports, has=["new"], lacks=["old"], expect=3, asked=4)
     assert verdict.problems == [
+        "2 of 4 gateway process(es) did not answer",
         "2 gateway process(es) reported, 3 expected",
         "a:1:x still holds old",
         "b:2:y lacks new",
@@ -86,3 +91,16 @@ def test_a_check_names_each_process_that_fails() -> None:
     assert judge([]).problems == [
         "no gateway process has reported (is any running, with this Redis?)"
     ]
+
+
+def test_nothing_is_written_to_redis_unless_a_check_asks(
+    make_settings: Callable[..., Settings], redis_client: redis.Redis
+) -> None:
+    settings = make_settings(jwks_cache=1)
+    with gateway_processes(settings, 2):
+        time.sleep(3)
+        assert list(redis_client.scan_iter("wsauth:gateways*")) == []
+        done = keys(settings, "gateways", "--expect", "2", "--wait", "15")
+        assert done.returncode == 0, done.stderr
+        (key,) = redis_client.scan_iter("wsauth:gateways:*")
+        assert 0 < redis_client.ttl(key) <= 30  # every key has a TTL
