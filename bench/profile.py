@@ -41,11 +41,18 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("access log line (logging)", ("logging/",)),
     (
         "after the upgrade: welcome message, registry, on_close",
-        ("open (ws/app.py", "open (bench/servers.py", "send (ws/app.py", "registry"),
+        (
+            "open (ws/app.py",
+            "open (ws/handler.py",
+            "_register (ws/handler.py",
+            "open (bench/servers.py",
+            "send (ws/handler.py",
+            "registry",
+        ),
     ),
     (
-        "gateway handler: request id, metrics, access fields (ws/app.py)",
-        ("ws/app.py", "ws/metrics.py", "prometheus_client/", "shared/logs.py"),
+        "gateway handler: request id, metrics, access fields (ws/app.py, ws/handler.py)",
+        ("ws/app.py", "ws/handler.py", "ws/metrics.py", "prometheus_client/", "shared/logs.py"),
     ),
     ("Tornado HTTP and WebSocket handshake", ("tornado/",)),
 )
@@ -57,10 +64,14 @@ ISSUER_PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("minting: claims, JSON, base64url, jti (shared/core/tokens.py)", ("shared/core/tokens.py",)),
     ("recording the jti: SET NX EX (redis-py)", ("shared/state/replay.py", "redis/")),
     (
-        "client authentication (issuer/clients.py, issuer/files.py)",
+        # WatchedFile (shared/store/watched.py) counts with its caller (client lookup, key lookup)
+        "client authentication (issuer/clients.py)",
         ("issuer/clients.py", "issuer/files.py"),
     ),
-    ("issuer views, hooks, metrics (issuer/)", ("issuer/", "prometheus_client/", "shared/logs.py")),
+    (
+        "issuer views, hooks, metrics (issuer/, shared/issuing.py)",
+        ("issuer/", "shared/issuing.py", "prometheus_client/", "shared/logs.py"),
+    ),
     ("Flask and werkzeug", ("flask/", "werkzeug/")),
     ("gunicorn: accept, HTTP parsing, response, close", ("gunicorn/",)),
 )

@@ -29,8 +29,10 @@ from typing import Any
 
 from flask import Flask
 
-from wsauth.issuer import access, errors, metrics, ratelimit, views
-from wsauth.issuer.login import SESSION_LIFETIME
+from wsauth.issuer import access, errors, metrics, views
+from wsauth.issuer.extension import WsAuth
+from wsauth.issuer.host import host_state
+from wsauth.issuer.login import SESSION_LIFETIME, current_login
 from wsauth.issuer.session import CookieSessionInterface
 from wsauth.issuer.state import EXTENSION, IssuerState
 from wsauth.shared.core.config import Settings, load_settings
@@ -86,8 +88,26 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     # First: every later hook and log line of a request has its request id.
     access.install(app)
     metrics.install(app, keys_dir=settings.keys_dir)
-    app.extensions[EXTENSION] = IssuerState.build(settings)
     app.register_blueprint(views.bp)
+    # The token endpoint, JWKS and ws_token() are the Flask extension's, as on any host
+    # app; the demo login is the identity. Its init_app also installs the rate limits.
+    WsAuth(
+        identity=_demo_user,
+        session_id=_demo_session,
+        url_prefix="",
+        settings=settings,
+        check_at_start=False,  # /readyz reports a missing key or Redis; the app still starts
+    ).init_app(app)
+    app.extensions[EXTENSION] = IssuerState.build(settings, host_state(app))
     errors.register(app)
-    ratelimit.install(app, settings, redis_client=app.extensions[EXTENSION].signer.redis)
     return app
+
+
+def _demo_user() -> str | None:
+    login = current_login()
+    return login.user if login else None
+
+
+def _demo_session(sub: str) -> str | None:
+    login = current_login()
+    return login.sid if login else None

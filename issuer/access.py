@@ -31,7 +31,7 @@ from wsauth.shared.logs import (
     request_id_from,
 )
 
-__all__ = ["install", "note_reason", "unproxied"]
+__all__ = ["install", "install_cleanup", "note_reason", "unproxied"]
 
 log = logging.getLogger("wsauth.issuer.access")
 
@@ -127,6 +127,14 @@ def _reset(error: BaseException | None) -> None:
             current_request_id.reset(access.token)
         except ValueError:  # set in another context (never expected): clear it instead
             current_request_id.set(None)
+
+
+def install_cleanup(app: Flask) -> None:
+    """Only the end-of-request reset of the request id: for a host app with the Flask
+    extension, whose refusals note their reason (:func:`note_reason`) but which has
+    no access line of wsauth's."""
+    if _reset not in app.teardown_request_funcs.get(None, []):
+        app.teardown_request(_reset)
 
 
 def install(app: Flask) -> None:

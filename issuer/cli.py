@@ -14,15 +14,17 @@ need no coordination.
 from __future__ import annotations
 
 import secrets
+import shlex
 import signal
+import socket
 import threading
 from types import FrameType
 
 import click
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import LISTEN_QUEUE, WSGIRequestHandler, make_server
 
 from wsauth.issuer import create_app
-from wsauth.issuer.clients import PUSH, ClientStore, ClientStoreError
+from wsauth.issuer.clients import MINT, PUSH, ClientStore, ClientStoreError
 from wsauth.issuer.state import get_state
 from wsauth.issuer.users import UserStore
 from wsauth.shared.cli.main import echo_json, fail, load_cli_settings, settings_options
@@ -40,6 +42,27 @@ class QuietRequestHandler(WSGIRequestHandler):
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         return
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` and listening, for werkzeug's ``fd=``.
+
+    Bound here, not by werkzeug, whose own bind failure prints two lines and
+    exits 1; ``wsauth issuer`` fails as ``wsauth gateway`` does (one line, status 2).
+
+    Raises:
+        OSError: the address is taken, not local, or not allowed.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(LISTEN_QUEUE)
+    except OSError:
+        listener.close()
+        raise
+    return listener
 
 
 @click.command()
@@ -61,17 +84,26 @@ def issuer(host: str, port: int, demo: bool) -> None:
     settings = load_cli_settings()
     configure_logging(settings.log_format or default_format())
     app = create_app(settings)
-    if demo:
+    try:
+        listener = listening_socket(host, port)
+    except OSError as error:
+        get_state(app).close()
+        fail(f"cannot listen on {host}:{port}: {error.strerror or error}")
+    with listener:  # werkzeug serves a duplicate of it
+        server = make_server(
+            host,
+            port,
+            app,
+            threaded=True,
+            request_handler=QuietRequestHandler,
+            fd=listener.fileno(),
+        )
+    if demo:  # only now: a start that fails leaves the demo users' passwords as they were
         users = UserStore.in_dir(settings.keys_dir)
         for name in DEMO_USERS:
             password = secrets.token_urlsafe(12)
             users.set_password(name, password)
             click.echo(f"demo user: {name} / {password}")
-    try:
-        server = make_server(host, port, app, threaded=True, request_handler=QuietRequestHandler)
-    except OSError as error:
-        get_state(app).close()
-        fail(f"cannot listen on {host}:{port}: {error.strerror or error}")
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -81,7 +113,7 @@ def issuer(host: str, port: int, demo: bool) -> None:
     serving = threading.Thread(target=server.serve_forever, name="issuer-http", daemon=True)
     serving.start()
     shown_host = f"[{host}]" if ":" in host else host
-    click.echo(f"issuer listening on http://{shown_host}:{server.server_port}")
+    click.echo(f"issuer listening on http://{shown_host}:{server.port}")
     try:
         while not stop.wait(0.5):
             if not serving.is_alive():  # pragma: no cover - the server loop died
@@ -112,11 +144,29 @@ def _store() -> ClientStore:
     is_flag=True,
     help="Also let the client publish to any user with POST /api/push.",
 )
+@click.option(
+    "--allow-mint",
+    is_flag=True,
+    help='Also let the client get tokens for any user: POST /api/tokens with {"sub": ...}.',
+)
 @_json_option
+@click.option(
+    "--export",
+    "as_export",
+    is_flag=True,
+    help="Print shell lines `export WSAUTH_CLIENT_ID=... WSAUTH_CLIENT_SECRET=...`, "
+    'for eval "$(wsauth clients add NAME --export)"; `wsauth connect` reads them.',
+)
 @settings_options
-def add_client(name: str, allow_push: bool, as_json: bool) -> None:
+def add_client(
+    name: str, allow_push: bool, allow_mint: bool, as_json: bool, as_export: bool
+) -> None:
     """Register a client called NAME; print its id and secret (shown only this once)."""
-    permissions = frozenset({PUSH}) if allow_push else frozenset()
+    if as_json and as_export:
+        fail("give --json or --export, not both")
+    permissions = frozenset(
+        permission for permission, granted in ((PUSH, allow_push), (MINT, allow_mint)) if granted
+    )
     try:
         client_id, secret = _store().add(name, permissions=permissions)
     except ClientStoreError as error:
@@ -129,6 +179,10 @@ def add_client(name: str, allow_push: bool, as_json: bool) -> None:
                 "permissions": sorted(permissions),
             }
         )
+    elif as_export:
+        click.echo(f"export WSAUTH_CLIENT_ID={shlex.quote(client_id)}")
+        click.echo(f"export WSAUTH_CLIENT_SECRET={shlex.quote(secret)}")
+        click.echo("The secret is shown only now; wsauth keeps just its SHA-256.", err=True)
     else:
         click.echo(f"client_id: {client_id}")
         click.echo(f"client_secret: {secret}")

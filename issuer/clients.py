@@ -20,9 +20,11 @@ Comparison uses :func:`hmac.compare_digest`, and an unknown client id is
 still compared against a dummy digest, so timing does not reveal which ids
 exist. The file is written atomically with mode 0600 (:mod:`wsauth.issuer.files`).
 
-Permissions: every client may get tokens. ``"permissions": ["push"]``
+Permissions: every client may get tokens for itself. ``"permissions": ["push"]``
 (``wsauth clients add NAME --allow-push``) also lets it publish to any user
-with ``POST /api/push``. A record without the member has no permission.
+with ``POST /api/push``; ``"mint"`` (``--allow-mint``) lets it get tokens for
+any user (``POST /api/tokens`` with ``{"sub": ...}``: a backend that
+authenticates its own users). A record without the member has no permission.
 
 File format::
 
@@ -49,7 +51,8 @@ CLIENT_ID = re.compile(r"c_[0-9a-f]{16}")
 MAX_NAME = 128
 MAX_SECRET = 256
 PUSH = "push"
-PERMISSIONS = frozenset({PUSH})
+MINT = "mint"
+PERMISSIONS = frozenset({PUSH, MINT})
 _DUMMY_DIGEST = hashlib.sha256(b"wsauth: no such client").hexdigest()
 
 Clients = dict[str, dict[str, Any]]

@@ -8,13 +8,9 @@ place, so a reader sees the old file or the new one, never half of either.
 Writers (the CLI, ``--demo``) hold an ``flock`` on ``{file}.lock`` for the
 whole read-change-write, so two commands cannot lose each other's change.
 
-:class:`WatchedFile` is what the running issuer reads through: one ``stat``
-per call, and a re-read only when ``(st_ino, st_mtime_ns, st_size)`` changed.
-A rename gives the file a new inode, so a replaced file is seen at once. (The
-one blind spot: a second rewrite within the filesystem's timestamp
-granularity, of the same size, that happens to reuse the inode freed by the
-first; it is picked up by the next change. The key store's promote/revoke
-always changes the size of keyset.json.)
+The running issuer reads them through
+:class:`~wsauth.shared.store.watched.WatchedFile` (re-exported here): one
+``stat`` per call, a re-read only when the file changed.
 """
 
 from __future__ import annotations
@@ -22,32 +18,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from wsauth.shared.store.files import dumps, write_atomic
+from wsauth.shared.store.watched import WatchedFile, fingerprint
 
 __all__ = ["WatchedFile", "dumps", "fingerprint", "locked", "read_json", "write_atomic"]
-
-T = TypeVar("T")
-
-Fingerprint = tuple[int, int, int]
-
-
-def fingerprint(path: Path) -> Fingerprint | None:
-    """What identifies one version of a file, or None when it does not exist."""
-    return _fingerprint(os.fspath(path))
-
-
-def _fingerprint(path: str) -> Fingerprint | None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def read_json(path: Path) -> Any:
@@ -74,33 +52,3 @@ def locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-class WatchedFile(Generic[T]):
-    """A value loaded from a file, loaded again only when the file changes.
-
-    ``load(path)`` builds the value (it may raise; nothing is cached then, so
-    the next call tries again). Thread-safe: the threaded server calls
-    :meth:`get` from many request threads.
-    """
-
-    def __init__(self, path: Path, load: Callable[[Path], T]) -> None:
-        self.path = path
-        self._fspath = os.fspath(path)  # os.stat of a str skips Path.__fspath__
-        self._load = load
-        self._lock = threading.Lock()
-        self._cache: tuple[Fingerprint | None, T] | None = None
-
-    def get(self) -> T:
-        current = _fingerprint(self._fspath)
-        # Unchanged file (nearly every call): no lock. The cache is one tuple,
-        # replaced whole, so a reader sees the old pair or the new one.
-        cache = self._cache
-        if cache is not None and cache[0] == current:
-            return cache[1]
-        with self._lock:
-            if self._cache is None or self._cache[0] != current:
-                # Stat before reading: if the file changes in between, the next
-                # call sees a new fingerprint and reads it again.
-                self._cache = (current, self._load(self.path))
-            return self._cache[1]

@@ -37,7 +37,7 @@ __all__ = ["EXTENSION", "IssuerMetrics", "get_metrics", "install"]
 EXTENSION = "wsauth.metrics"
 BROWSER, API = "browser", "api"
 # The endpoints that hand out tokens, and the kind of client each serves.
-TOKEN_ENDPOINTS = {"issuer.ws_token": BROWSER, "issuer.api_tokens": API}
+TOKEN_ENDPOINTS = {"wsauth.ws_token": BROWSER, "issuer.api_tokens": API}
 
 
 class IssuerMetrics:

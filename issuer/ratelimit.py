@@ -169,7 +169,8 @@ def install(app: Flask, settings: Settings, *, redis_client: Any) -> None:
 
     With every limit off, nothing is installed: flask-limiter's per-request
     hook costs about 170 µs even when it has no limit to check
-    (docs/performance.md).
+    (docs/performance.md). Called once per app, after every blueprint is
+    registered (the Flask extension's ``init_app`` does it).
     """
     if not (
         settings.rate_limit_tokens or settings.rate_limit_tokens_per_ip or settings.rate_limit_login
@@ -196,7 +197,7 @@ def install(app: Flask, settings: Settings, *, redis_client: Any) -> None:
     app.extensions[EXTENSION] = IssuerLimits(limiter, settings)
     if settings.rate_limit_tokens_per_ip:
         per_ip = limiter.shared_limit(settings.rate_limit_tokens_per_ip, scope=TOKENS_IP_SCOPE)
-        _decorate(app, "issuer.ws_token", per_ip)
+        _decorate(app, "wsauth.ws_token", per_ip)
         _decorate(app, "issuer.api_tokens", per_ip)
     if settings.rate_limit_login:
         _decorate(
@@ -208,4 +209,6 @@ def install(app: Flask, settings: Settings, *, redis_client: Any) -> None:
 
 
 def _decorate(app: Flask, endpoint: str, decorator: Callable[[Any], Any]) -> None:
-    app.view_functions[endpoint] = decorator(app.view_functions[endpoint])
+    # A host app with the Flask extension has /ws-token only.
+    if endpoint in app.view_functions:
+        app.view_functions[endpoint] = decorator(app.view_functions[endpoint])

@@ -1,4 +1,11 @@
-"""The issuer's HTTP endpoints: one blueprint of thin adapters.
+"""The issuer's HTTP endpoints: two blueprints of thin adapters.
+
+:data:`host_bp` (``wsauth``) holds what the Flask extension mounts on any app,
+under its URL prefix (:mod:`wsauth.issuer.extension`): ``/ws-token``, the JWKS and
+the ``ws_token()`` template global, asking the host who the user is
+(:meth:`wsauth.issuer.host.HostState.principal`). :data:`bp` (``issuer``) is the
+rest of the built-in issuer: demo pages and login, API clients, health, metrics.
+The built-in app mounts both, ``host_bp`` without a prefix.
 
 ======================  ======  ==================================================
 path                    method  what
@@ -7,13 +14,15 @@ path                    method  what
 ``/login``              GET     login form
 ``/login``              POST    form (``csrf_token``) or JSON (``X-WSAuth-CSRF: 1``)
 ``/logout``             POST    form (``csrf_token``) or ``X-WSAuth-CSRF: 1``
-``/ws-token``           POST    session + ``X-WSAuth-CSRF: 1`` → token
+``/ws-token``           POST    session + ``X-WSAuth-CSRF: 1`` → token (``host_bp``)
 ``/push-self``          POST    session + ``X-WSAuth-CSRF: 1``, ``{"data": ...}`` → push to
                                 your own connections → ``{"delivered_to_nodes": n}``
-``/api/tokens``         POST    HTTP Basic ``client_id:secret`` → token
+``/api/tokens``         POST    HTTP Basic ``client_id:secret`` → token; with
+                                ``{"sub", "sid"?, "scope"?}`` (client with the mint
+                                permission) → a token for that user
 ``/api/push``           POST    HTTP Basic (client with the push permission),
                                 ``{"sub", "data"}`` → ``{"delivered_to_nodes": n}``
-``/.well-known/jwks.json`` GET  the public keys
+``/.well-known/jwks.json`` GET  the public keys (``host_bp``)
 ``/healthz``            GET     liveness: the process answers
 ``/readyz``             GET     readiness: Redis, signing key, JWKS, timing rule
 ``/metrics``            GET     Prometheus metrics (:mod:`wsauth.issuer.metrics`)
@@ -48,26 +57,30 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from wsauth.issuer import csrf
 from wsauth.issuer.access import note_reason, unproxied
-from wsauth.issuer.clients import PUSH, ApiClient
+from wsauth.issuer.clients import CLIENT_ID, MINT, PUSH, ApiClient
+from wsauth.issuer.host import host_state
 from wsauth.issuer.login import current_login, log_in, log_out, require_login
 from wsauth.issuer.metrics import API, BROWSER, get_metrics
+from wsauth.issuer.published import current_kid, timing_covered
 from wsauth.issuer.ratelimit import limit_login_name, limit_principal
-from wsauth.issuer.state import IssuerState, current_kid, get_state, timing_covered
+from wsauth.issuer.state import IssuerState, get_state
 from wsauth.shared.core.errors import (
     BadRequest,
     CsrfRejected,
     Forbidden,
+    InvalidClaims,
     JwksInvalid,
     NoSigningKey,
     NotAuthenticated,
 )
-from wsauth.shared.core.tokens import Claims
+from wsauth.shared.issuing import Grant, check_request
 from wsauth.shared.logs import event_fields
 from wsauth.shared.state.events import MAX_EVENT_BYTES, publish_push
 
 log = logging.getLogger("wsauth.issuer")
 
 bp = Blueprint("issuer", __name__)
+host_bp = Blueprint("wsauth", __name__)
 
 BASIC_CHALLENGE = 'Basic realm="wsauth"'
 # The body jsonify() writes with Flask's default JSON provider (sorted keys,
@@ -181,12 +194,14 @@ def logout() -> BaseResponse:
 # --- tokens -------------------------------------------------------------------
 
 
-def _issue(subject: str, *, sid: str | None, client: str, app: Flask) -> tuple[str, Claims]:
+def _issue(
+    subject: str, *, sid: str | None, client: str, app: Flask, scope: str | None = None
+) -> Grant:
     """Mint and record a token; count it in ``wsauth_issuer_tokens_issued_total{client}``."""
     started = time.perf_counter()
-    token, claims = get_state(app).signer.issue(subject, sid=sid)
+    grant = host_state(app).issuer.issue(subject, sid=sid, scope=scope)
     get_metrics(app).issued_token(client, time.perf_counter() - started)
-    return token, claims
+    return grant
 
 
 def _publish(sub: str, data: Any) -> int:
@@ -198,28 +213,30 @@ def _publish(sub: str, data: Any) -> int:
         get_metrics().redis("publish", time.perf_counter() - started)
 
 
-def _token_answer(subject: str, *, client: str, app: Flask, sid: str | None = None) -> Response:
+def _token_answer(
+    subject: str, *, client: str, app: Flask, sid: str | None = None, scope: str | None = None
+) -> Response:
     """The token answer; ``app`` is this request's app, looked up once by the view
     (each ``current_app`` or ``get_state()`` is another context lookup)."""
-    state = get_state(app)
-    token, claims = _issue(subject, sid=sid, client=client, app=app)
+    grant = _issue(subject, sid=sid, client=client, app=app, scope=scope)
     body = _TOKEN_JSON.encode(
-        {"token": token, "expires_in": claims.exp - claims.iat, "url": state.settings.gateway_url}
+        {"token": grant.token, "expires_in": grant.expires_in, "url": grant.url}
     )
     response = Response(body + "\n", content_type="application/json")
     response.headers.add("Cache-Control", "no-store")  # a new answer: nothing to replace
     return response
 
 
-@bp.post("/ws-token")
+@host_bp.post("/ws-token")
 def ws_token() -> Response:
-    """A token for the logged-in browser user (``sub`` = username, ``sid`` = session id)."""
+    """A token for the logged-in browser user: ``sub``, ``sid`` and ``scope`` as the host's
+    callables say (the built-in app: the demo login's username and session id)."""
     app = unproxied(current_app)
-    state = get_state(app)
+    state = host_state(app)
     csrf.check_header_request(state.settings.allowed_origins)
-    login = require_login(state.revoked)
-    limit_principal("user", login.user, app=app)
-    return _token_answer(login.user, sid=login.sid, client=BROWSER, app=app)
+    who = state.principal()
+    limit_principal("user", who.sub, app=app)
+    return _token_answer(who.sub, sid=who.sid, scope=who.scope, client=BROWSER, app=app)
 
 
 def _api_client(state: IssuerState | None = None) -> ApiClient:
@@ -238,11 +255,51 @@ def _api_client(state: IssuerState | None = None) -> ApiClient:
     return client
 
 
+MINT_MEMBERS = frozenset({"sub", "sid", "scope"})
+
+
+def _mint_request(client: ApiClient) -> tuple[str, str | None, str | None]:
+    """The ``{"sub", "sid"?, "scope"?}`` of a token exchange, checked.
+
+    Raises:
+        Forbidden: the client has no mint permission, or ``sub`` is another client's id.
+        BadRequest: not a JSON object of those members, or a value that cannot be minted.
+    """
+    if not client.may(MINT):
+        raise Forbidden(f"client {client.client_id} has no mint permission")
+    if not request.is_json:
+        raise BadRequest("the body must be application/json")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not MINT_MEMBERS.issuperset(body) or "sub" not in body:
+        raise BadRequest('the body must be a JSON object {"sub", "sid"?, "scope"?}')
+    sub, sid, scope = body["sub"], body.get("sid"), body.get("scope")
+    try:
+        check_request(sub, sid, scope)
+    except InvalidClaims as error:
+        raise BadRequest(error.detail) from None
+    # A client id is a principal of its own: only that client gets tokens for it.
+    if CLIENT_ID.fullmatch(sub) and sub != client.client_id:
+        raise Forbidden(f"client {client.client_id} may not mint for another client's id")
+    return sub, sid, scope
+
+
 @bp.post("/api/tokens")
 def api_tokens() -> Response:
-    """A token for an API client (``sub`` = client id), HTTP Basic ``client_id:secret``."""
+    """A token for an API client (``sub`` = client id), HTTP Basic ``client_id:secret``.
+
+    With a body ``{"sub", "sid"?, "scope"?}`` from a client holding the ``mint``
+    permission (``wsauth clients add NAME --allow-mint``): a token for that user,
+    counted against the user's own token budget (``user:<sub>``), as a browser
+    token for that user would be.
+    """
     app = unproxied(current_app)
-    client_id = _api_client(get_state(app)).client_id
+    client = _api_client(get_state(app))
+    client_id = client.client_id
+    if request.content_length or request.is_json:
+        sub, sid, scope = _mint_request(client)
+        limit_principal("user", sub, app=app)
+        log.info("mint client=%s sub=%s sid=%s", client_id, sub, sid or "-")
+        return _token_answer(sub, sid=sid, scope=scope, client=API, app=app)
     limit_principal("client", client_id, app=app)
     return _token_answer(client_id, client=API, app=app)
 
@@ -272,21 +329,22 @@ def api_push() -> Response:
     return jsonify(delivered_to_nodes=nodes)
 
 
-@bp.app_template_global("ws_token")
+@host_bp.app_template_global("ws_token")
 def ws_token_global() -> str:
     """``{{ ws_token() }}``: a fresh token for the logged-in user, minted while the page renders.
 
     Raises (the page then fails with the error's JSON answer, never renders
     without a token):
         NotAuthenticated: nobody is logged in, or the session was logged out.
-            Guard the call with ``{% if user %}``.
+            Guard the call with ``{% if user %}`` (Flask-Login:
+            ``{% if current_user.is_authenticated %}``).
+        HostRefused: a host callable failed (see ``POST /ws-token``).
         Unavailable: Redis could not record the token.
     """
     app = unproxied(current_app)
-    login = require_login(get_state(app).revoked)
-    limit_principal("user", login.user, app=app)
-    token, _claims = _issue(login.user, sid=login.sid, client=BROWSER, app=app)
-    return token
+    who = host_state(app).principal()
+    limit_principal("user", who.sub, app=app)
+    return _issue(who.sub, sid=who.sid, scope=who.scope, client=BROWSER, app=app).token
 
 
 # --- the demo page's push button ------------------------------------------------
@@ -313,7 +371,7 @@ def push_self() -> Response:
 # --- keys and health ------------------------------------------------------------
 
 
-@bp.get("/.well-known/jwks.json")
+@host_bp.get("/.well-known/jwks.json")
 def jwks() -> BaseResponse:
     """The key store's jwks.json, as written by ``wsauth keys``, once it passed the checks
     a gateway makes (:class:`wsauth.issuer.state.PublishedJwks`); 503 ``jwks_invalid`` if not.
@@ -325,7 +383,7 @@ def jwks() -> BaseResponse:
     proxy between the gateways and the issuer can never add its own C to the
     revocation window; revalidating costs a 304 thanks to the ``ETag``.
     """
-    state = get_state()
+    state = host_state()
     published = state.jwks.get()
     if published is None:
         raise NoSigningKey("jwks.json does not exist")

@@ -6,7 +6,9 @@ Modules::
     keys.py        the public keyset from jwks.json, reloaded on change
     registry.py    live connections by sub and sid (pure data structure)
     gateway.py     one node's state and the admission pipeline (no Tornado)
-    app.py         the Tornado handlers and make_app()
+    handler.py     WsAuthMixin: the admission in front of any WebSocketHandler (public)
+    node.py        GatewayNode: a node's state built from settings, started and stopped (public)
+    app.py         the built-in gateway's handlers (GatewaySocket is the mixin) and make_app()
     server.py      serve/run with clean shutdown
     client.py      a Python client for non-browser users
     cli.py         `wsauth gateway` and `wsauth connect`

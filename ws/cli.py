@@ -12,8 +12,11 @@ from wsauth.shared.cli.main import fail, load_cli_settings, settings_options
 from wsauth.shared.core.errors import WsAuthError
 from wsauth.shared.logs import configure as configure_logging
 from wsauth.shared.logs import default_format
-from wsauth.ws.client import ReconnectingClient, Status
+from wsauth.ws.client import ClientError, ReconnectingClient, Status
 from wsauth.ws.server import run
+
+# ``wsauth connect`` gives up after this many attempts while the issuer never answered.
+CONNECT_ATTEMPTS = 5
 
 
 @click.command()
@@ -69,25 +72,45 @@ def gateway(host: str, port: int, processes: int) -> None:
     default=None,
     help="Exit after this many messages. Default: run until closed or Ctrl-C.",
 )
+@click.option(
+    "--retry-forever",
+    is_flag=True,
+    help=f"Keep retrying while the issuer cannot be reached. Default: give up after "
+    f"{CONNECT_ATTEMPTS} attempts if it never answered.",
+)
 def connect(
     issuer_url: str,
     client_id: str,
     client_secret: str,
     gateway_url: str | None,
     count: int | None,
+    retry_forever: bool,
 ) -> None:
     """Connect and print each message (one JSON per line); reconnect with a fresh token.
 
     Every attempt gets a new token from the issuer. The gateway closing with
     4002 reconnects at once; other closes after a jittered backoff; 4001
     (revoked) or the issuer refusing the credentials (401/403) stops with
-    exit status 2. Reconnects are reported on stderr.
+    exit status 2, as does an issuer that never answered (see --retry-forever).
+    Reconnects are reported on stderr, with the URL that failed.
     """
     client = ReconnectingClient.for_api_client(
-        issuer_url, client_id, client_secret, url=gateway_url, on_status=_report
+        issuer_url,
+        client_id,
+        client_secret,
+        url=gateway_url,
+        on_status=_report,
+        give_up_after=None if retry_forever else CONNECT_ATTEMPTS,
     )
     try:
         asyncio.run(_print_messages(client, count))
+    except ClientError as error:
+        hint = (
+            "; is it running? (--retry-forever keeps trying)"
+            if error.error == "unreachable"
+            else ""
+        )
+        fail(f"{error}{hint}")
     except WsAuthError as error:
         fail(str(error))
     except KeyboardInterrupt:
@@ -112,8 +135,9 @@ def _report(status: Status) -> None:
             f"wsauth: connection closed: {status.close_code} {status.reason or ''}", err=True
         )
     elif status.state == "retrying":
-        why = f" ({status.error})" if status.error else ""
-        click.echo(f"wsauth: reconnecting in {status.delay:.1f}s{why}", err=True)
+        why = f"{status.detail or status.error}; " if status.error else ""
+        verb = "retrying" if status.error else "reconnecting"
+        click.echo(f"wsauth: {why}{verb} in {status.delay:.1f}s", err=True)
 
 
 def _one_line(text: str) -> str:

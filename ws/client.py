@@ -19,6 +19,8 @@ module does:
 - 4001 (revoked): stop — the iteration raises :class:`Revoked`;
 - the token endpoint answers 401 or 403 (credentials wrong or removed):
   stop — the iteration raises that :class:`ClientError`;
+- the issuer was never reached: with ``give_up_after=N``, stop after N
+  attempts (``wsauth connect`` gives up after 5 unless ``--retry-forever``);
 - 1000 (normal close): the iteration ends.
 
 The single steps are there too: :func:`fetch_token` and :func:`connect`.
@@ -98,8 +100,9 @@ def fetch_token(
         ) from None
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
+        reason = getattr(reason, "strerror", None) or reason
         raise ClientError(
-            f"issuer unreachable: {reason}", http_status=None, error="unreachable"
+            f"issuer unreachable at {issuer_url}: {reason}", http_status=None, error="unreachable"
         ) from None
     try:
         document = json.loads(body)
@@ -198,7 +201,9 @@ async def connect(
     except tornado.httpclient.HTTPClientError as error:
         if error.code == 599:  # Tornado's code for a timeout or a lost connection
             raise ClientError(
-                f"gateway unreachable: {error.message}", http_status=None, error="unreachable"
+                f"gateway unreachable at {url}: {error.message}",
+                http_status=None,
+                error="unreachable",
             ) from None
         body = error.response.body if error.response is not None else b""
         code = _error_code(body)
@@ -208,8 +213,9 @@ async def connect(
             error=code,
         ) from None
     except (OSError, tornado.websocket.WebSocketError) as error:
+        reason = getattr(error, "strerror", None) or type(error).__name__
         raise ClientError(
-            f"gateway unreachable: {type(error).__name__}", http_status=None, error="unreachable"
+            f"gateway unreachable at {url}: {reason}", http_status=None, error="unreachable"
         ) from None
     return GatewayConnection(connection)
 
@@ -259,7 +265,8 @@ class Status:
     """A change of the client's state, for ``on_status``.
 
     ``state`` is ``connecting``, ``connected``, ``closed`` (``close_code``,
-    ``reason``), ``retrying`` (``delay`` seconds, ``error`` when a step failed)
+    ``reason``), ``retrying`` (``delay`` seconds; when a step failed, ``error``
+    is its code and ``detail`` its one-line description, which names the URL)
     or ``stopped``.
     """
 
@@ -268,6 +275,7 @@ class Status:
     reason: str | None = None
     delay: float | None = None
     error: str | None = None
+    detail: str | None = None
 
 
 class ReconnectingClient:
@@ -283,9 +291,19 @@ class ReconnectingClient:
         timeout: float = DEFAULT_TIMEOUT,
         stable_after: float = STABLE_AFTER,
         draw: Callable[[], float] = random.random,
+        give_up_after: int | None = None,
     ) -> None:
         """``fetch`` returns the issuer's token answer (``{"token", "url", ...}``);
-        ``url`` overrides the answer's gateway URL."""
+        ``url`` overrides the answer's gateway URL.
+
+        ``give_up_after``: while the issuer has never answered (a wrong URL, a
+        stack not started), stop after this many failed attempts and raise the
+        last :class:`ClientError` (``error`` ``unreachable``). None (the
+        default) retries for ever; once the issuer has answered, the client
+        always retries.
+        """
+        if give_up_after is not None and give_up_after < 1:
+            raise ValueError("give_up_after must be at least 1")
         self._fetch = fetch
         self._url = url
         self._backoff = backoff
@@ -293,6 +311,8 @@ class ReconnectingClient:
         self._timeout = timeout
         self._stable_after = stable_after
         self._draw = draw
+        self._give_up_after = give_up_after
+        self._issuer_answered = False
         self._connection: GatewayConnection | None = None
         self._iterator: AsyncGenerator[str | bytes, None] | None = None
         self._closed = False
@@ -344,9 +364,12 @@ class ReconnectingClient:
         if self._on_status is not None:
             self._on_status(Status(state, **details))
 
-    async def _wait(self, attempt: int, error: str | None = None) -> None:
+    async def _wait(self, attempt: int, error: ClientError | None = None) -> None:
         delay = self._backoff.delay(attempt, draw=self._draw)
-        self._status("retrying", delay=delay, error=error)
+        if error is None:
+            self._status("retrying", delay=delay)
+        else:
+            self._status("retrying", delay=delay, error=error.error, detail=str(error))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), delay)  # aclose() cuts it short
 
@@ -360,9 +383,12 @@ class ReconnectingClient:
         try:
             document = await self._fetch()
         except ClientError as error:
+            if error.http_status is not None:
+                self._issuer_answered = True
             if error.http_status in TERMINAL_TOKEN_STATUSES or error.error == "bad_url":
                 raise _Stop(error) from None
             raise
+        self._issuer_answered = True
         url = self._url or document.get("url")
         if not isinstance(url, str):
             raise _Stop(ClientError("no gateway URL", http_status=None, error="bad_url"))
@@ -375,6 +401,7 @@ class ReconnectingClient:
 
     async def _messages(self) -> AsyncGenerator[str | bytes, None]:
         attempt = 0
+        never_answered = 0  # failed attempts before the issuer first answered
         try:
             while not self._closed:
                 self._status("connecting")
@@ -384,7 +411,16 @@ class ReconnectingClient:
                     self._status("stopped", error=stop.error.error)
                     raise stop.error from None
                 except ClientError as error:
-                    await self._wait(attempt, error.error)
+                    never_answered += 0 if self._issuer_answered else 1
+                    if self._give_up_after is not None and never_answered >= self._give_up_after:
+                        self._status("stopped", error=error.error, detail=str(error))
+                        plural = "" if never_answered == 1 else "s"
+                        raise ClientError(
+                            f"{error} (gave up after {never_answered} attempt{plural})",
+                            http_status=error.http_status,
+                            error=error.error,
+                        ) from None
+                    await self._wait(attempt, error)
                     attempt += 1
                     continue
                 self._connection = connection

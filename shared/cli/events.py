@@ -1,10 +1,11 @@
 """``wsauth push`` (send a message to a user) and ``wsauth revoke`` (close a user's or a session's
 connections), straight through Redis: no issuer needed, only ``WSAUTH_REDIS_URL`` and
-``WSAUTH_REDIS_PREFIX``.
+``WSAUTH_REDIS_PREFIX``. Without ``WSAUTH_REDIS_URL`` they use the Redis of a running
+``wsauth dev`` with the same key store (:mod:`wsauth.shared.cli.discovery`).
 
 Both print what happened (``--json`` for machines) and exit 0, also when no
-gateway was listening; bad input or Redis down is one line on stderr and exit
-status 2.
+gateway was listening; bad input or Redis down is one line on stderr (naming
+the Redis URL, without its password) and exit status 2.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import click
 
+from wsauth.shared.cli.discovery import redis_failure, redis_url_for
 from wsauth.shared.cli.main import echo_json, fail, load_cli_settings, settings_options
 from wsauth.shared.core.errors import WsAuthError
 from wsauth.shared.state.events import publish_push, publish_revoke
@@ -44,11 +46,12 @@ def push(sub: str, message: str, as_json: bool) -> None:
     except json.JSONDecodeError as error:
         fail(f"JSON: not valid JSON ({error.msg} at position {error.pos})")
     settings = load_cli_settings()
-    client = sync_client(settings.effective_redis_url, timeout=settings.redis_timeout)
+    url = redis_url_for(settings)
+    client = sync_client(url, timeout=settings.redis_timeout)
     try:
         nodes = publish_push(client, settings.redis_prefix, sub, data)
     except WsAuthError as error:
-        fail(f"{error.code}: {error.detail or error.code}")
+        fail(redis_failure(error, url))
     finally:
         client.close()
     if as_json:
@@ -80,7 +83,8 @@ def revoke(sub: str | None, sid: str | None, kid: str | None, as_json: bool) -> 
     if sub is None and sid is None and kid is None:
         fail("give --sub USER, --sid SESSION or --kid KID (or several)")
     settings = load_cli_settings()
-    client = sync_client(settings.effective_redis_url, timeout=settings.redis_timeout)
+    url = redis_url_for(settings)
+    client = sync_client(url, timeout=settings.redis_timeout)
     done: dict[str, Revocation] = {}
     try:
         if sub is not None:
@@ -90,7 +94,7 @@ def revoke(sub: str | None, sid: str | None, kid: str | None, as_json: bool) -> 
         if kid is not None:
             done["kid"] = Revocation(nodes=publish_revoke(client, settings.redis_prefix, kid=kid))
     except WsAuthError as error:
-        fail(f"{error.code}: {error.detail or error.code}")
+        fail(redis_failure(error, url))
     finally:
         client.close()
     if as_json:

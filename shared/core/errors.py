@@ -32,7 +32,8 @@ token itself.
     ├── NotAuthenticated            401  not_authenticated (issuer: no session / bad credentials)
     ├── Forbidden                   403  forbidden (e.g. an API client without the push permission)
     │   ├── OriginNotAllowed        origin_not_allowed
-    │   └── CsrfRejected            csrf_rejected
+    │   ├── CsrfRejected            csrf_rejected
+    │   └── HostRefused             host_refused (a host's identity/scope callable failed)
     ├── RateLimited                 429  rate_limited (``retry_after`` seconds)
     ├── Unavailable                 503  redis_unavailable / no_signing_key / keyset_stale /
     │                                    jwks_invalid
@@ -172,6 +173,13 @@ class OriginNotAllowed(Forbidden):
 
 class CsrfRejected(Forbidden):
     code = "csrf_rejected"
+
+
+class HostRefused(Forbidden):
+    """A host application's identity, session or scope callable raised or gave a value
+    that cannot be minted (:mod:`wsauth.flask`): no token; the detail says which."""
+
+    code = "host_refused"
 
 
 class RateLimited(WsAuthError):

@@ -27,7 +27,7 @@ from referencing.jsonschema import DRAFT202012
 
 from tests.support.issuer_server import run_issuer
 from wsauth.issuer import create_app
-from wsauth.issuer.clients import PUSH, ClientStore
+from wsauth.issuer.clients import MINT, PUSH, ClientStore
 from wsauth.issuer.users import UserStore
 from wsauth.shared.core.config import Settings
 from wsauth.shared.state.redis_server import free_port
@@ -246,6 +246,18 @@ def test_token_answers_match_the_spec(issuer: Issuer, checked: Checked) -> None:
     assert [answer.status_code for answer in answers] == [200, 400, 400, 403, 401]
     for answer in answers:
         checked.answer("/api/push", "post", answer)
+
+    minter = ClientStore.in_dir(issuer.settings.keys_dir).add("minter", permissions={MINT})
+    exchanges = [
+        post(f"{url}/api/tokens", auth=minter, json={"sub": "alice", "sid": "s", "scope": "sub:a"}),
+        post(f"{url}/api/tokens", auth=minter, json={"sub": "alice", "admin": True}),
+        post(f"{url}/api/tokens", auth=minter, data="sub=alice"),
+        post(f"{url}/api/tokens", auth=issuer.client, json={"sub": "alice"}),
+        post(f"{url}/api/tokens", auth=minter, json={"sub": issuer.client[0]}),
+    ]
+    assert [answer.status_code for answer in exchanges] == [200, 400, 400, 403, 403]
+    for answer in exchanges:
+        checked.answer("/api/tokens", "post", answer)
     assert checked.operations == TOKEN_OPERATIONS
 
 

@@ -50,23 +50,31 @@ class Output:
         raise AssertionError(f"no line matching {pattern!r} in:\n" + "\n".join(self.lines))
 
 
+def clean_env(keys_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WSAUTH_")}
+    env["WSAUTH_KEYS_DIR"] = str(keys_dir)
+    return env
+
+
+def dev_command(issuer_port: int, gateway_port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "wsauth",
+        "dev",
+        "--issuer-port",
+        str(issuer_port),
+        "--gateway-port",
+        str(gateway_port),
+    ]
+
+
 @pytest.fixture
 def dev_stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Output, int, int]]:
     issuer_port, gateway_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WSAUTH_")}
-    env["WSAUTH_KEYS_DIR"] = str(tmp_path / "keys")
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "wsauth",
-            "dev",
-            "--issuer-port",
-            str(issuer_port),
-            "--gateway-port",
-            str(gateway_port),
-        ],
-        env=env,
+        dev_command(issuer_port, gateway_port),
+        env=clean_env(tmp_path / "keys"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -145,3 +153,69 @@ def test_dev_refuses_a_bad_setting_with_one_line(tmp_path: Path) -> None:
         result.stderr
         == "wsauth: error: WSAUTH_LEEWAY: must be an integer from 0 to 60, got 'lots'\n"
     )
+
+
+def test_dev_records_its_redis_so_push_and_revoke_in_another_shell_find_it(
+    dev_stack: tuple[subprocess.Popen[str], Output, int, int], tmp_path: Path
+) -> None:
+    process, output, _issuer_port, _gateway_port = dev_stack
+    redis_url = output.wait_for(r"embedded Redis on (redis://127\.0\.0\.1:\d+/0)").group(1)
+    output.wait_for(r"^demo page: ")
+    output.wait_for(rf"export WSAUTH_REDIS_URL={re.escape(redis_url)}$")
+    run_file = tmp_path / "keys" / "dev-run.json"
+    assert run_file.stat().st_mode & 0o777 == 0o600
+    assert json.loads(run_file.read_text()) == {"pid": process.pid, "redis_url": redis_url}
+
+    # "Another shell": no WSAUTH_REDIS_URL, the same (default) key store.
+    for command in (["push", "alice", '{"text": "hello"}'], ["revoke", "--sub", "alice"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "wsauth", *command],
+            env=clean_env(tmp_path / "keys"),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert (done.returncode, done.stderr) == (0, ""), command
+        assert "received by 1 gateway node" in done.stdout
+
+    process.send_signal(signal.SIGINT)
+    assert process.wait(30) == 0
+    assert not run_file.exists()
+
+
+def test_a_second_dev_on_busy_ports_fails_with_one_line_and_changes_nothing(
+    dev_stack: tuple[subprocess.Popen[str], Output, int, int], tmp_path: Path
+) -> None:
+    process, output, issuer_port, gateway_port = dev_stack
+    user, password = output.wait_for(DEMO_LINE.pattern).groups()
+    output.wait_for(r"^demo page: ")
+    keys = tmp_path / "keys"
+    before = {path.name: path.read_bytes() for path in keys.iterdir() if path.is_file()}
+    assert {"users.json", "dev-run.json", "keyset.json"} <= set(before)
+
+    # Both ports busy, the issuer's only, the gateway's only.
+    for ports in (
+        (issuer_port, gateway_port),
+        (issuer_port, free_port()),
+        (free_port(), gateway_port),
+    ):
+        second = subprocess.run(
+            dev_command(*ports), env=clean_env(keys), capture_output=True, text=True, timeout=60
+        )
+        busy = ports[0] if ports[0] == issuer_port else ports[1]
+        assert second.returncode == 2, second
+        assert second.stderr == (
+            f"wsauth: error: cannot listen on 127.0.0.1:{busy}: Address already in use "
+            f"(a wsauth dev runs with this key store: PID {process.pid})\n"
+        )
+        assert second.stdout == ""
+    after = {path.name: path.read_bytes() for path in keys.iterdir() if path.is_file()}
+    assert after == before
+
+    login = requests.post(
+        f"http://127.0.0.1:{issuer_port}/login",
+        json={"username": user, "password": password},
+        headers={"X-WSAuth-CSRF": "1"},
+        timeout=5,
+    )
+    assert login.status_code == 200  # the first stack's printed password still works

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -146,3 +147,66 @@ def test_issuer_command_serves_demo_users_and_stops_cleanly_on_sigterm(
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
+
+
+@pytest.mark.parametrize("command", [["issuer", "--demo"], ["gateway"]])
+def test_issuer_and_gateway_on_a_busy_port_fail_alike_with_one_line_and_exit_2(
+    command: list[str], settings: Settings, key_store: KeyStore
+) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("WSAUTH_")}
+    env.update(
+        WSAUTH_SECRET_KEY=TEST_SECRET,
+        WSAUTH_REDIS_URL=settings.effective_redis_url,
+        WSAUTH_KEYS_DIR=str(key_store.dir),
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "wsauth", *command, "--port", str(port)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert (done.returncode, done.stdout) == (2, "")
+    # Besides the services' JSON log lines (the gateway logs its keyset first): one line.
+    lines = [line for line in done.stderr.splitlines() if not line.startswith('{"ts"')]
+    assert lines == [f"wsauth: error: cannot listen on 127.0.0.1:{port}: Address already in use"]
+    assert not (key_store.dir / "users.json").exists()  # --demo wrote no password
+
+
+def test_clients_add_export_prints_shell_lines_that_set_the_credentials(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    result = runner.invoke(
+        cli, ["clients", "add", "billing", "--export", "--keys-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    shell = subprocess.run(
+        [
+            "bash",
+            "-c",
+            result.stdout + 'printf "%s\\n%s\\n" "$WSAUTH_CLIENT_ID" "$WSAUTH_CLIENT_SECRET"',
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    client_id, secret = shell.stdout.splitlines()
+    assert ClientStore.in_dir(tmp_path).authenticate(client_id, secret)
+    assert "shown only now" in result.stderr
+
+
+def test_clients_add_allow_mint_grants_the_mint_permission(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    added = runner.invoke(
+        cli, ["clients", "add", "backend", "--allow-mint", "--json", "--keys-dir", str(tmp_path)]
+    )
+    assert added.exit_code == 0, added.output
+    document = json.loads(added.stdout)
+    assert document["permissions"] == ["mint"]
+    (client,) = ClientStore.in_dir(tmp_path).all()
+    assert client.may("mint") and not client.may("push")

@@ -50,6 +50,10 @@ def test_wheel_holds_every_part_as_files_with_their_package_data(wheel: zipfile.
         "wsauth/issuer/templates/index.html",
         "wsauth/issuer/openapi.yaml",
         "wsauth/ws/app.py",
+        "wsauth/ws/handler.py",
+        "wsauth/tornado.py",
+        "wsauth/django/apps.py",
+        "wsauth/django/templatetags/wsauth.py",
     ):
         assert expected in names
     assert not any(
@@ -80,3 +84,35 @@ def test_python_dash_m_wsauth_is_the_command() -> None:
         [sys.executable, "-m", "wsauth", "--help"], capture_output=True, text=True, check=True
     )
     assert "wsauth: short-lived, single-use tokens" in result.stdout
+
+
+@pytest.mark.parametrize("hook", ["build_wheel", "build_editable"])
+def test_building_the_wheel_or_the_editable_install_prints_no_setuptools_deprecation(
+    hook: str, tmp_path: Path
+) -> None:
+    # The backend's own hooks, as pip calls them (pip -q would hide what they print).
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "always",
+            "-c",
+            f"import setuptools.build_meta as backend; backend.{hook}({str(tmp_path)!r})",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert list(tmp_path.glob("wsauth-*.whl"))
+    assert "SetuptoolsDeprecationWarning" not in done.stdout + done.stderr
+
+
+def test_wheel_offers_the_django_extra(wheel: zipfile.ZipFile) -> None:
+    (metadata,) = [n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")]
+    text = wheel.read(metadata).decode()
+    assert "Provides-Extra: django" in text
+    assert any(
+        line.startswith("Requires-Dist: django") and 'extra == "django"' in line
+        for line in text.splitlines()
+    )

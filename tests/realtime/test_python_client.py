@@ -13,6 +13,7 @@ import redis
 from tests.realtime.conftest import Issuer, wait_until, wsauth
 from tests.support.gateway_server import GatewayHandle, run_gateway
 from wsauth.shared.core.config import Settings
+from wsauth.shared.state.redis_server import free_port
 from wsauth.shared.state.sessions import revoke_subject
 from wsauth.ws.backoff import Backoff
 from wsauth.ws.client import ClientError, ReconnectingClient, Revoked, Status, fetch_token
@@ -154,6 +155,65 @@ def test_the_client_retries_while_the_issuer_is_unreachable_until_closed(
 
     asyncio.run(asyncio.wait_for(scenario(), 15))
     assert {status.error for status in statuses if status.state == "retrying"} == {"unreachable"}
+
+
+def test_with_give_up_after_the_client_stops_when_the_issuer_was_never_reached() -> None:
+    statuses: list[Status] = []
+    issuer = f"http://127.0.0.1:{free_port()}"
+    client = ReconnectingClient.for_api_client(
+        issuer, "c_0000000000000000", "x", backoff=FAST, on_status=statuses.append, give_up_after=3
+    )
+
+    async def scenario() -> None:
+        async with client:
+            async for _message in client:
+                raise AssertionError("no issuer, no connection")
+
+    with pytest.raises(ClientError) as caught:
+        asyncio.run(asyncio.wait_for(scenario(), 15))
+    assert caught.value.error == "unreachable" and caught.value.http_status is None
+    assert str(caught.value).startswith(f"issuer unreachable at {issuer}: ")
+    assert str(caught.value).endswith(" (gave up after 3 attempts)")
+    assert [status.state for status in statuses] == [
+        *["connecting", "retrying"] * 2,
+        "connecting",
+        "stopped",
+    ]
+    assert all(issuer in (s.detail or "") for s in statuses if s.state == "retrying")
+
+
+def test_once_the_issuer_answered_give_up_after_no_longer_stops_the_client(
+    issuer: Issuer, plain_client: tuple[str, str]
+) -> None:
+    statuses: list[Status] = []
+    gateway = f"ws://127.0.0.1:{free_port()}/ws"  # the issuer answers; the gateway does not
+    client = ReconnectingClient.for_api_client(
+        issuer.url,
+        *plain_client,
+        url=gateway,
+        backoff=FAST,
+        on_status=statuses.append,
+        give_up_after=2,
+    )
+
+    async def scenario() -> None:
+        async def consume() -> None:
+            async for _message in client:
+                raise AssertionError("no gateway, no connection")
+
+        task = asyncio.create_task(consume())
+        await asyncio.to_thread(
+            wait_until, lambda: [s.state for s in statuses].count("retrying") >= 4
+        )
+        await client.aclose()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(asyncio.wait_for(scenario(), 15))
+    assert "stopped" not in [status.state for status in statuses]
+    retries = [status for status in statuses if status.state == "retrying"]
+    assert all(
+        s.detail and s.detail.startswith(f"gateway unreachable at {gateway}") for s in retries
+    )
 
 
 def test_connect_command_stops_with_one_line_and_status_2_when_revoked(

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,6 +27,8 @@ from websockets.sync.client import connect as ws_connect
 from tests.support.gateway_server import GatewayHandle
 from tests.ws.conftest import Tokens
 from wsauth.shared.core.config import Settings
+from wsauth.shared.state.redis_server import free_port
+from wsauth.ws.cli import CONNECT_ATTEMPTS
 from wsauth.ws.cli import connect as connect_command
 from wsauth.ws.client import ClientError, connect, fetch_token
 
@@ -125,6 +128,47 @@ def test_connect_command_fails_with_one_line_and_status_2(issuer_url: str) -> No
     assert result.exit_code == 2
     assert len(result.output.strip().splitlines()) == 1
     assert "not_authenticated" in result.output
+
+
+def test_connect_command_gives_up_on_an_issuer_it_never_reached_and_names_its_url() -> None:
+    issuer = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    result = CliRunner().invoke(
+        connect_command,
+        ["--issuer", issuer, "--client-id", CLIENT_ID],
+        env={"WSAUTH_CLIENT_SECRET": CLIENT_SECRET},
+    )
+    assert (result.exit_code, result.stdout) == (2, "")
+    *retries, last = result.stderr.splitlines()
+    unreachable = f"issuer unreachable at {issuer}: Connection refused"
+    assert len(retries) == CONNECT_ATTEMPTS - 1
+    for line in retries:
+        assert re.fullmatch(rf"wsauth: {re.escape(unreachable)}; retrying in \d+\.\ds", line)
+    assert last == (
+        f"wsauth: error: {unreachable} (gave up after {CONNECT_ATTEMPTS} attempts); "
+        "is it running? (--retry-forever keeps trying)"
+    )
+
+
+def test_connect_command_with_retry_forever_keeps_retrying_past_the_bound() -> None:
+    issuer = f"http://127.0.0.1:{free_port()}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wsauth", "connect", "--issuer", issuer, "--retry-forever"],
+        env={**os.environ, "WSAUTH_CLIENT_ID": CLIENT_ID, "WSAUTH_CLIENT_SECRET": CLIENT_SECRET},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        lines = [process.stderr.readline() for _ in range(CONNECT_ATTEMPTS + 1)]
+        assert process.poll() is None  # still retrying after more failures than the bound
+        assert all(f"issuer unreachable at {issuer}" in line for line in lines)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=15)
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def test_gateway_command_serves_until_sigterm(settings: Settings, tokens: Tokens) -> None:
