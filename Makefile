@@ -19,6 +19,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	scripts/ensure-chromium
+	scripts/ensure-redis7
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

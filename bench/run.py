@@ -5,6 +5,8 @@ python -m bench --smoke         tiny counts, seconds; results to a temp dir
 python -m bench --only gateway  one part: gateway, issuer, memory, redis, abuse
 python -m bench --profile       profile the wsauth gateway under load (py-spy)
 python -m bench --instructions  instructions per handshake and per token (callgrind)
+python -m bench --fanout        fan-out: CPU per event not held, delivery to 1,000 subscribers
+python -m bench --fanout --profile  the same, with py-spy on one process of each kind
 """
 
 from __future__ import annotations
@@ -145,10 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--instructions", action="store_true", help="instructions per request (callgrind)"
     )
+    parser.add_argument(
+        "--fanout", action="store_true", help="fan-out figures (bench/fanout.py, about a minute)"
+    )
     parser.add_argument("--rounds", type=int, help="gateway and issuer rounds")
     parser.add_argument("--handshakes", type=int, help="handshakes per gateway round")
     args = parser.parse_args(argv)
-    if args.profile:
+    if args.profile and not args.fanout:
         from bench.profile import profile
 
         profile(args.out or RESULTS)
@@ -157,6 +162,21 @@ def main(argv: list[str] | None = None) -> int:
         from bench.instructions import measure
 
         measure(args.out or RESULTS)
+        return 0
+    if args.fanout:
+        from bench import fanout
+
+        if args.smoke:
+            fanout.measure(
+                args.out or Path(tempfile.mkdtemp(prefix="wsauth-bench-smoke-")),
+                events=500,
+                subscribers=20,
+                rounds=2,
+                burst=10,
+                paced=5,
+            )
+        else:
+            fanout.measure(args.out or RESULTS, profile=args.profile)
         return 0
     counts = SMOKE if args.smoke else Counts()
     overrides: dict[str, int] = {}

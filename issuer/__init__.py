@@ -32,11 +32,11 @@ from flask import Flask
 from wsauth.issuer import access, errors, metrics, views
 from wsauth.issuer.extension import WsAuth
 from wsauth.issuer.host import host_state
-from wsauth.issuer.login import SESSION_LIFETIME, current_login
+from wsauth.issuer.login import SESSION_LIFETIME, current_login, require_login
 from wsauth.issuer.session import CookieSessionInterface
-from wsauth.issuer.state import EXTENSION, IssuerState
+from wsauth.issuer.state import EXTENSION, IssuerState, get_state
 from wsauth.shared.core.config import Settings, load_settings
-from wsauth.shared.core.errors import ConfigError
+from wsauth.shared.core.errors import ConfigError, NotAuthenticated
 from wsauth.shared.logs import configure as configure_logging
 
 __all__ = ["create_app"]
@@ -94,6 +94,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     WsAuth(
         identity=_demo_user,
         session_id=_demo_session,
+        scope=_demo_scope,
         url_prefix="",
         settings=settings,
         check_at_start=False,  # /readyz reports a missing key or Redis; the app still starts
@@ -103,9 +104,25 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
+def _demo_scope(sub: str) -> str:
+    """The demo grants its users the channel ``demo`` (docs/reference/protocol.md)."""
+    return "sub:demo pub:demo"
+
+
 def _demo_user() -> str | None:
-    login = current_login()
-    return login.user if login else None
+    """The demo login's user, if the session may still mint (wsauth.issuer.login): not
+    logged out, its user not revoked since it logged in, and still in the user store.
+
+    Raises:
+        Unavailable: Redis cannot say whether the session was revoked (503).
+    """
+    if current_login() is None:
+        return None
+    state = get_state()
+    try:
+        return require_login(state.revoked, state.users).user
+    except NotAuthenticated:
+        return None
 
 
 def _demo_session(sub: str) -> str | None:

@@ -21,27 +21,22 @@ import threading
 from types import FrameType
 
 import click
-from werkzeug.serving import LISTEN_QUEUE, WSGIRequestHandler, make_server
+from flask import Flask
+from werkzeug.serving import LISTEN_QUEUE
 
 from wsauth.issuer import create_app
-from wsauth.issuer.clients import MINT, PUSH, ClientStore, ClientStoreError
+from wsauth.issuer.clients import MINT, PUBLISH, PUSH, ClientStore, ClientStoreError
+from wsauth.issuer.serving import make_issuer_server
 from wsauth.issuer.state import get_state
 from wsauth.issuer.users import UserStore
 from wsauth.shared.cli.main import echo_json, fail, load_cli_settings, settings_options
 from wsauth.shared.logs import configure as configure_logging
 from wsauth.shared.logs import default_format
+from wsauth.shared.state.redis_conn import redact
 
 DEMO_USERS = ("alice", "bob")
 
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-
-
-class QuietRequestHandler(WSGIRequestHandler):
-    """werkzeug's request line holds the whole URI, query string included; the app writes
-    its own access line (:mod:`wsauth.issuer.access`). Errors of the server are still logged."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        return
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -90,13 +85,8 @@ def issuer(host: str, port: int, demo: bool) -> None:
         get_state(app).close()
         fail(f"cannot listen on {host}:{port}: {error.strerror or error}")
     with listener:  # werkzeug serves a duplicate of it
-        server = make_server(
-            host,
-            port,
-            app,
-            threaded=True,
-            request_handler=QuietRequestHandler,
-            fd=listener.fileno(),
+        server = make_issuer_server(
+            host, port, app, header_timeout=settings.header_timeout, fd=listener.fileno()
         )
     if demo:  # only now: a start that fails leaves the demo users' passwords as they were
         users = UserStore.in_dir(settings.keys_dir)
@@ -114,6 +104,8 @@ def issuer(host: str, port: int, demo: bool) -> None:
     serving.start()
     shown_host = f"[{host}]" if ":" in host else host
     click.echo(f"issuer listening on http://{shown_host}:{server.port}")
+    for warning in startup_warnings(app):
+        click.echo(f"warning: {warning}", err=True)
     try:
         while not stop.wait(0.5):
             if not serving.is_alive():  # pragma: no cover - the server loop died
@@ -128,9 +120,31 @@ def issuer(host: str, port: int, demo: bool) -> None:
     click.echo("issuer stopped")
 
 
+def startup_warnings(app: Flask) -> list[str]:
+    """One line for each thing the issuer needs but lacks at start (docs/howto/deploy.md).
+
+    The issuer starts anyway: ``/readyz`` answers 503 and the token endpoints
+    503 until Redis answers and a signing key exists, both picked up without
+    a restart.
+    """
+    state = get_state(app)
+    problems = []
+    if not state.signer.redis_ok():
+        problems.append(
+            f"Redis at {redact(state.settings.effective_redis_url)} does not answer: "
+            "every token request fails with 503 redis_unavailable until it does"
+        )
+    if not state.signer.has_signing_key():
+        problems.append(
+            f"no current signing key in {state.settings.keys_dir}: every token request "
+            "fails with 503 no_signing_key until `wsauth keys generate` makes one"
+        )
+    return problems
+
+
 @click.group()
 def clients() -> None:
-    """Manage API clients (HTTP Basic credentials for POST /api/tokens and /api/push)."""
+    """Manage API clients (HTTP Basic credentials for POST /api/tokens, /api/push, /api/publish)."""
 
 
 def _store() -> ClientStore:
@@ -149,6 +163,11 @@ def _store() -> ClientStore:
     is_flag=True,
     help='Also let the client get tokens for any user: POST /api/tokens with {"sub": ...}.',
 )
+@click.option(
+    "--allow-publish",
+    is_flag=True,
+    help="Also let the client publish to any channel with POST /api/publish.",
+)
 @_json_option
 @click.option(
     "--export",
@@ -159,13 +178,24 @@ def _store() -> ClientStore:
 )
 @settings_options
 def add_client(
-    name: str, allow_push: bool, allow_mint: bool, as_json: bool, as_export: bool
+    name: str,
+    allow_push: bool,
+    allow_mint: bool,
+    allow_publish: bool,
+    as_json: bool,
+    as_export: bool,
 ) -> None:
     """Register a client called NAME; print its id and secret (shown only this once)."""
     if as_json and as_export:
         fail("give --json or --export, not both")
     permissions = frozenset(
-        permission for permission, granted in ((PUSH, allow_push), (MINT, allow_mint)) if granted
+        permission
+        for permission, granted in (
+            (PUSH, allow_push),
+            (MINT, allow_mint),
+            (PUBLISH, allow_publish),
+        )
+        if granted
     )
     try:
         client_id, secret = _store().add(name, permissions=permissions)

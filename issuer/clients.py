@@ -24,7 +24,8 @@ Permissions: every client may get tokens for itself. ``"permissions": ["push"]``
 (``wsauth clients add NAME --allow-push``) also lets it publish to any user
 with ``POST /api/push``; ``"mint"`` (``--allow-mint``) lets it get tokens for
 any user (``POST /api/tokens`` with ``{"sub": ...}``: a backend that
-authenticates its own users). A record without the member has no permission.
+authenticates its own users); ``"publish"`` (``--allow-publish``) to any
+channel with ``POST /api/publish``. A record without the member has no permission.
 
 File format::
 
@@ -52,7 +53,8 @@ MAX_NAME = 128
 MAX_SECRET = 256
 PUSH = "push"
 MINT = "mint"
-PERMISSIONS = frozenset({PUSH, MINT})
+PUBLISH = "publish"
+PERMISSIONS = frozenset({PUSH, MINT, PUBLISH})
 _DUMMY_DIGEST = hashlib.sha256(b"wsauth: no such client").hexdigest()
 
 Clients = dict[str, dict[str, Any]]

@@ -4,7 +4,10 @@
   ``err.status``, and one log line with the reason code and the detail
   (details never hold a token, secret, password or Authorization header).
   An error whose context has a ``challenge`` adds ``WWW-Authenticate``.
-- An HTTP error of werkzeug (404, 405, 413, ...) → ``{"error": "not_found"}`` etc.
+- An HTTP error of werkzeug (404, 405, 413, ...) → ``{"error": "not_found"}`` etc.,
+  with one log line (``reason=<name>``) like a refusal.
+- A request body goes through :func:`wsauth.issuer.bodies.json_object`: a
+  body of any shape is a 400 (or a 413 over the size cap), never a 500.
 - Anything else → 500 ``{"error": "internal_error"}``; the traceback goes to the
   log only, never to the client.
 
@@ -60,6 +63,19 @@ def handle_wsauth_error(error: WsAuthError) -> Response:
 def handle_http_exception(error: HTTPException) -> BaseResponse:
     response = error.get_response()
     name = (error.name or "error").lower().replace(" ", "_").replace("'", "")
+    status = error.code or 500
+    log.log(
+        logging.WARNING if status >= 500 else logging.INFO,
+        "%s %s refused: status=%d reason=%s",
+        request.method,
+        request.path,
+        status,
+        name,
+        extra=event_fields(
+            "refused", reason=name, method=request.method, path=request.path, status=status
+        ),
+    )
+    note_reason(name)
     response.set_data(jsonify(error=name).get_data())
     response.mimetype = "application/json"
     return response

@@ -13,6 +13,19 @@ copied cookie cannot mint tokens after logout, deletes the session's unused
 tokens, and publishes a revoke event so that every gateway closes the
 session's live WebSockets with 4001. The session lifetime is absolute
 (:data:`SESSION_LIFETIME`, counted from login), not sliding.
+
+Before anything is minted for a session (:func:`require_login`), the issuer
+checks, in one Redis round trip, that its sid was not revoked and that its
+user was not revoked (``wsauth revoke --sub``) after it logged in; and that
+the user still exists in the user store. So a revoked or removed user can mint
+nothing more from a session it already has, on any endpoint.
+
+Logout when Redis cannot record it: the answer is 503 ``redis_unavailable``
+and the session cookie is **kept**, so the user sees that logout failed and
+retries (the demo page says so); meanwhile the session mints nothing, since
+every mint checks the revocation records first and fails closed. Clearing the
+cookie without the record would leave a copied cookie usable once Redis is
+back.
 """
 
 from __future__ import annotations
@@ -21,6 +34,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
 import redis
 from flask import session
@@ -29,6 +43,7 @@ from wsauth.shared.core.errors import NotAuthenticated
 from wsauth.shared.state.sessions import (
     REVOCATION_TTL,
     Revocation,
+    login_is_revoked,
     revoke_session,
     session_is_revoked,
 )
@@ -42,6 +57,7 @@ class Login:
 
     user: str
     sid: str
+    login_at: int = 0
 
 
 class RevokedSessions:
@@ -63,6 +79,16 @@ class RevokedSessions:
         """Raises: Unavailable: Redis did not answer in time (fail closed)."""
         return session_is_revoked(self._client, self._prefix, sid)
 
+    def login_revoked(self, login: Login) -> bool:
+        """The session was revoked, or its user after it logged in.
+
+        Raises:
+            Unavailable: Redis did not answer in time (fail closed).
+        """
+        return login_is_revoked(
+            self._client, self._prefix, sid=login.sid, sub=login.user, login_at=login.login_at
+        )
+
 
 def current_login(now: float | None = None) -> Login | None:
     """The session's login, if it is complete and within its lifetime (no Redis check)."""
@@ -74,21 +100,28 @@ def current_login(now: float | None = None) -> Login | None:
     now = time.time() if now is None else now
     if not login_at <= now < login_at + SESSION_LIFETIME.total_seconds():
         return None
-    return Login(user, sid)
+    return Login(user, sid, login_at)
 
 
-def require_login(revoked: RevokedSessions) -> Login:
-    """The session's login, checked against the revoked sessions.
+class KnownUsers(Protocol):
+    def exists(self, username: str) -> bool: ...
+
+
+def require_login(revoked: RevokedSessions, users: KnownUsers | None = None) -> Login:
+    """The session's login, checked against the revocation records (and ``users``).
 
     Raises:
-        NotAuthenticated: no login, expired, or logged out (401).
+        NotAuthenticated: no login, expired, logged out, its user revoked since
+            it logged in, or (with ``users``) removed from the user store (401).
         Unavailable: Redis cannot say whether the session was revoked (503).
     """
     login = current_login()
     if login is None:
         raise NotAuthenticated("no session")
-    if revoked.is_revoked(login.sid):
-        raise NotAuthenticated("session was logged out")
+    if users is not None and not users.exists(login.user):
+        raise NotAuthenticated("the user no longer exists")
+    if revoked.login_revoked(login):
+        raise NotAuthenticated("session was logged out or its user revoked")
     return login
 
 
@@ -96,21 +129,24 @@ def log_in(user: str) -> Login:
     """Start a fresh session for ``user``: everything from before is dropped (fixation)."""
     session.clear()
     session.permanent = True
-    login = Login(user, secrets.token_urlsafe(16))
-    session.update(user=login.user, sid=login.sid, login_at=int(time.time()))
+    login = Login(user, secrets.token_urlsafe(16), int(time.time()))
+    session.update(user=login.user, sid=login.sid, login_at=login.login_at)
     return login
 
 
 def log_out(revoked: RevokedSessions) -> tuple[Login, Revocation] | None:
-    """End the session and revoke its sid (see the module docstring).
+    """Revoke the session's sid, then end the session (see the module docstring).
 
-    The cookie is cleared even when Redis is down; the error is raised after.
+    The cookie is cleared only once the revocation is recorded: when Redis is
+    down the error is raised and the session stays, so the user can retry.
 
     Raises:
-        Unavailable: the sid could not be revoked.
+        Unavailable: the sid could not be revoked (the session is unchanged).
     """
     login = current_login()
-    session.clear()
     if login is None:
+        session.clear()
         return None
-    return login, revoked.revoke(login.sid)
+    revocation = revoked.revoke(login.sid)
+    session.clear()
+    return login, revocation

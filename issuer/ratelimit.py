@@ -10,7 +10,21 @@ setting                   counted per                            where
                           ``client:<client id>``                 (:func:`limit_principal`)
 ``rate_limit_login``      client IP, and the username tried      ``POST /login`` (the username check
                           (hashed)                               runs before the password check)
+``rate_limit_push``       principal: ``user:<name>`` or          ``POST /push-self``,
+                          ``client:<client id>``                 ``POST /api/push``,
+                                                                 ``POST /api/publish``, after
+                                                                 authentication (:func:`limit_push`)
+``rate_limit_per_ip``     client IP (IPv6: /64)                  ``POST /logout``,
+                                                                 ``POST /push-self``,
+                                                                 ``POST /api/push``,
+                                                                 ``POST /api/publish``,
+                                                                 ``GET /readyz`` (one bucket)
 ========================  =====================================  ===============================
+
+So every endpoint that makes the issuer do work per request (sign, write
+or publish in Redis, ask Redis) can be limited; ``/healthz``, the JWKS (a
+cached file) and the pages cost no Redis command (the index page mints
+through ``ws_token()``, which is counted as a token).
 
 Per-IP limits are flask-limiter decorators put on the app's view functions
 by :func:`install`; per-principal ones are checked in the view once the
@@ -49,11 +63,20 @@ from wsauth.shared.core.errors import RateLimited, Unavailable
 from wsauth.shared.core.proxies import client_address, rate_key
 from wsauth.shared.state.redis_conn import limits_storage_uri, parse_redis_url
 
-__all__ = ["EXTENSION", "install", "limit_login_name", "limit_principal"]
+__all__ = ["EXTENSION", "install", "limit_login_name", "limit_principal", "limit_push"]
 
 EXTENSION = "wsauth.ratelimit"
 TOKENS_IP_SCOPE = "tokens-ip"
 LOGIN_IP_SCOPE = "login-ip"
+REQUESTS_IP_SCOPE = "requests-ip"
+# Endpoints under rate_limit_per_ip (those under another per-IP limit are not repeated).
+PER_IP_ENDPOINTS = (
+    "issuer.logout",
+    "issuer.push_self",
+    "issuer.api_push",
+    "issuer.api_publish",
+    "issuer.readyz",
+)
 
 
 class IssuerLimits:
@@ -64,6 +87,7 @@ class IssuerLimits:
         self.settings = settings
         self.tokens = _items(settings.rate_limit_tokens)
         self.login = _items(settings.rate_limit_login)
+        self.push = _items(settings.rate_limit_push)
 
     def check(self, items: list[RateLimitItem], bucket: str, scope: str) -> None:
         """Count one hit of ``bucket`` against each of ``items``.
@@ -123,6 +147,17 @@ def limit_principal(kind: str, name: str, *, app: Flask) -> None:
         limits.check(limits.tokens, f"{kind}:{name}", "tokens-principal")
 
 
+def limit_push(kind: str, name: str) -> None:
+    """Count a push by an authenticated principal (``kind`` ``user`` or ``client``).
+
+    Raises:
+        RateLimited, Unavailable: see :meth:`IssuerLimits.check`.
+    """
+    limits = _limits()
+    if limits is not None and limits.push:
+        limits.check(limits.push, f"{kind}:{name}", "push-principal")
+
+
 def limit_login_name(username: str) -> None:
     """Count a login attempt for ``username`` (hashed: any string a client sends is bounded).
 
@@ -173,7 +208,11 @@ def install(app: Flask, settings: Settings, *, redis_client: Any) -> None:
     registered (the Flask extension's ``init_app`` does it).
     """
     if not (
-        settings.rate_limit_tokens or settings.rate_limit_tokens_per_ip or settings.rate_limit_login
+        settings.rate_limit_tokens
+        or settings.rate_limit_tokens_per_ip
+        or settings.rate_limit_login
+        or settings.rate_limit_push
+        or settings.rate_limit_per_ip
     ):
         return
     options: dict[str, Any] = {
@@ -203,6 +242,11 @@ def install(app: Flask, settings: Settings, *, redis_client: Any) -> None:
         _decorate(
             app, "issuer.login", limiter.limit(settings.rate_limit_login, scope=LOGIN_IP_SCOPE)
         )
+    if settings.rate_limit_per_ip:
+        requests_ip = limiter.shared_limit(settings.rate_limit_per_ip, scope=REQUESTS_IP_SCOPE)
+        for endpoint in PER_IP_ENDPOINTS:
+            if endpoint in app.view_functions:
+                _decorate(app, endpoint, requests_ip)
     app.register_error_handler(RateLimitExceeded, _on_exceeded)
     app.register_error_handler(RateLimited, on_rate_limited)
     app.register_error_handler(StorageError, _on_storage_error)

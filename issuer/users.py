@@ -96,6 +96,14 @@ class UserStore:
     def names(self) -> list[str]:
         return sorted(self._file.get())
 
+    def exists(self, username: str) -> bool:
+        """True while ``username`` is in the store (a removed user's sessions mint nothing).
+
+        Raises:
+            UserStoreError: users.json exists but cannot be read.
+        """
+        return username in self._file.get()
+
     def add(self, username: str, password: str) -> None:
         """Create a user.
 

@@ -22,6 +22,8 @@ path                    method  what
                                 permission) → a token for that user
 ``/api/push``           POST    HTTP Basic (client with the push permission),
                                 ``{"sub", "data"}`` → ``{"delivered_to_nodes": n}``
+``/api/publish``        POST    HTTP Basic (client with the publish permission),
+                                ``{"channel", "data"}`` → ``{"delivered_to_nodes": n}``
 ``/.well-known/jwks.json`` GET  the public keys (``host_bp``)
 ``/healthz``            GET     liveness: the process answers
 ``/readyz``             GET     readiness: Redis, signing key, JWKS, timing rule
@@ -57,12 +59,13 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from wsauth.issuer import csrf
 from wsauth.issuer.access import note_reason, unproxied
-from wsauth.issuer.clients import CLIENT_ID, MINT, PUSH, ApiClient
+from wsauth.issuer.bodies import json_object
+from wsauth.issuer.clients import CLIENT_ID, MINT, PUBLISH, PUSH, ApiClient
 from wsauth.issuer.host import host_state
 from wsauth.issuer.login import current_login, log_in, log_out, require_login
 from wsauth.issuer.metrics import API, BROWSER, get_metrics
 from wsauth.issuer.published import current_kid, timing_covered
-from wsauth.issuer.ratelimit import limit_login_name, limit_principal
+from wsauth.issuer.ratelimit import limit_login_name, limit_principal, limit_push
 from wsauth.issuer.state import IssuerState, get_state
 from wsauth.shared.core.errors import (
     BadRequest,
@@ -75,7 +78,7 @@ from wsauth.shared.core.errors import (
 )
 from wsauth.shared.issuing import Grant, check_request
 from wsauth.shared.logs import event_fields
-from wsauth.shared.state.events import MAX_EVENT_BYTES, publish_push
+from wsauth.shared.state.events import MAX_EVENT_BYTES, publish_message, publish_push
 
 log = logging.getLogger("wsauth.issuer")
 
@@ -133,9 +136,7 @@ def login() -> BaseResponse:
         if not csrf.has_custom_header():
             raise CsrfRejected(f"JSON login without {csrf.CSRF_HEADER}")
         csrf.refuse_cross_site()
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise BadRequest("login body must be a JSON object")
+        body = json_object(what="the login body")
         username, password = body.get("username"), body.get("password")
         if not isinstance(username, str) or not isinstance(password, str):
             raise BadRequest("username and password must be strings")
@@ -267,10 +268,8 @@ def _mint_request(client: ApiClient) -> tuple[str, str | None, str | None]:
     """
     if not client.may(MINT):
         raise Forbidden(f"client {client.client_id} has no mint permission")
-    if not request.is_json:
-        raise BadRequest("the body must be application/json")
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict) or not MINT_MEMBERS.issuperset(body) or "sub" not in body:
+    body = json_object(what="the mint body")
+    if not MINT_MEMBERS.issuperset(body) or "sub" not in body:
         raise BadRequest('the body must be a JSON object {"sub", "sid"?, "scope"?}')
     sub, sid, scope = body["sub"], body.get("sid"), body.get("scope")
     try:
@@ -318,14 +317,42 @@ def api_push() -> Response:
     client = _api_client()
     if not client.may(PUSH):
         raise Forbidden(f"client {client.client_id} has no push permission")
-    if not request.is_json:
-        raise BadRequest("the body must be application/json")
+    limit_push("client", client.client_id)
     request.max_content_length = MAX_EVENT_BYTES + 1024
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict) or not isinstance(body.get("sub"), str) or "data" not in body:
+    body = json_object(what="the push body")
+    if not isinstance(body.get("sub"), str) or "data" not in body:
         raise BadRequest('the body must be a JSON object {"sub": "...", "data": ...}')
     nodes = _publish(body["sub"], body["data"])
     log.info("push client=%s sub=%s nodes=%d", client.client_id, body["sub"], nodes)
+    return jsonify(delivered_to_nodes=nodes)
+
+
+@bp.post("/api/publish")
+def api_publish() -> Response:
+    """Publish ``{"channel": ..., "data": ...}`` to every connection that joined ``channel``.
+
+    For API clients with the ``publish`` permission (``wsauth clients add NAME
+    --allow-publish``); others get 403 ``forbidden``. Like ``/api/push``: a JSON
+    body, and ``{"delivered_to_nodes": n}`` counts the gateway processes
+    holding a member of the channel, not connections.
+    """
+    client = _api_client()
+    if not client.may(PUBLISH):
+        raise Forbidden(f"client {client.client_id} has no publish permission")
+    limit_push("client", client.client_id)
+    request.max_content_length = MAX_EVENT_BYTES + 1024
+    body = json_object(what="the publish body")
+    if not isinstance(body.get("channel"), str) or "data" not in body:
+        raise BadRequest('the body must be a JSON object {"channel": "...", "data": ...}')
+    state = get_state()
+    started = time.perf_counter()
+    try:
+        nodes = publish_message(
+            state.signer.redis, state.settings.redis_prefix, body["channel"], body["data"]
+        )
+    finally:
+        get_metrics().redis("publish", time.perf_counter() - started)
+    log.info("publish client=%s channel=%s nodes=%d", client.client_id, body["channel"], nodes)
     return jsonify(delivered_to_nodes=nodes)
 
 
@@ -359,9 +386,10 @@ def push_self() -> Response:
     """
     state = get_state()
     csrf.check_header_request(state.settings.allowed_origins)
-    login = require_login(state.revoked)
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict) or "data" not in body:
+    login = require_login(state.revoked, state.users)
+    limit_push("user", login.user)
+    body = json_object(what="the push-self body")
+    if "data" not in body:
         raise BadRequest('push-self body must be a JSON object {"data": ...}')
     nodes = _publish(login.user, body["data"])
     log.info("push-self user=%s nodes=%d", login.user, nodes)

@@ -9,11 +9,13 @@ Tornado's own upgrade. The node's state is a :class:`wsauth.ws.node.GatewayNode`
 
 After the upgrade the gateway registers the connection under its ``sub``
 (and ``sid``) and sends one text message, ``{"type": "welcome", "sub":
-<sub>}``; pushes then arrive as ``{"type": "push", "data": ...}``. Messages
-from the client are ignored (they only count as signs of life): the channel
-carries messages from backends to users; anything larger than
-``max_message_size`` closes the connection (1009). The other close codes —
-4001 revoked, 4002 reauthenticate (``max_connection_age``), 4003 idle, 1001
+<sub>}`` (plus ``expires_in`` when ``max_connection_age`` is set); pushes
+then arrive as ``{"type": "push", "data": ...}``. What the client sends is
+protocol v1 (docs/reference/protocol.md): :class:`wsauth.ws.session.Session`
+runs each command, and every frame also counts as a sign of life; anything
+larger than ``max_message_size`` closes the connection (1009). The other
+close codes — 4001 revoked, 4002 reauthenticate (``max_connection_age``, or
+``refresh`` in band), 4003 idle, 4004 too slow (``max_pending_bytes``), 1001
 shutdown, 1011 internal error — are in :mod:`wsauth.ws.lifetime`.
 
 An application built by :func:`make_app` must be started on its loop with
@@ -35,18 +37,21 @@ keys, events subscription), ``/metrics`` the Prometheus metrics of
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import tornado.ioloop
 import tornado.web
 import tornado.websocket
 
 from wsauth.shared.core.config import Settings
+from wsauth.shared.core.tokens import Claims
 from wsauth.shared.state.replay import AsyncReplayGuard
-from wsauth.ws.gateway import Gateway
+from wsauth.ws.gateway import Admission, Gateway
 from wsauth.ws.handler import (
     JsonAnswers,
     RedactMalformedRequests,
@@ -55,8 +60,11 @@ from wsauth.ws.handler import (
     install_log_redaction,
 )
 from wsauth.ws.keys import KeysetSource
+from wsauth.ws.lifetime import INTERNAL_ERROR, REASONS
 from wsauth.ws.node import GatewayNode
+from wsauth.ws.protocol import welcome
 from wsauth.ws.registry import ConnectionRegistry
+from wsauth.ws.session import Limits, OnSend, Session
 
 # Moved to wsauth.ws.handler (the public mixin's module); still importable from here.
 __all__ = [
@@ -137,17 +145,64 @@ class GatewaySocket(WsAuthMixin, tornado.websocket.WebSocketHandler):
     """``GET /ws``: authenticate, then upgrade; one connection of one ``sub``.
 
     The built-in gateway's handler is the public mixin (:mod:`wsauth.ws.handler`)
-    plus the welcome message; a client's messages only count as signs of life.
+    plus protocol v1 (:mod:`wsauth.ws.session`): the welcome message, then each
+    client frame is a command (docs/reference/protocol.md). A host handler that
+    wants protocol v1 subclasses this class (``wsauth.tornado.ProtocolHandler``)
+    and may set ``send_handler`` to take ``send`` messages itself.
     """
 
-    def open(self, *args: Any, **kwargs: Any) -> None:
-        # Runs once the mixin registered the connection. Not awaited (nothing waits
-        # on it); if the client left at once, on_close unregisters it and send()
-        # drops the message.
-        self.send(json.dumps({"type": "welcome", "sub": self.claims.sub}))
+    # Protocol v1 (wsauth.ws.session): set in open() once the connection is registered.
+    session: Session | None = None
+    # The hook of a host handler that takes `send` messages itself instead of the inbox
+    # stream: a method taking an InboxMessage, returning None or an awaitable.
+    send_handler: OnSend | None = None
 
-    def on_message(self, message: str | bytes) -> None:
-        """Client messages are ignored: the channel carries backend → user messages."""
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        # Runs once the mixin registered the connection.
+        try:
+            self.session = Session(
+                self,
+                self.gateway,
+                claims=self.claims,
+                limits=Limits.from_settings(self.gateway.settings),
+                now=_loop_time,
+                on_refreshed=self._refreshed,
+                on_send=self.send_handler,
+            )
+        except Exception:
+            log.exception("opening a connection failed")
+            self.close(INTERNAL_ERROR, REASONS[INTERNAL_ERROR])
+            return
+        # Not awaited (nothing waits on it); if the client left at once, on_close
+        # unregisters it and send() drops the message. Sent once this node's topic
+        # subscriptions include the user's, so a push after the welcome arrives.
+        frame = welcome(self.claims.sub, expires_in=self.expires_in)
+        self.gateway.when_synced(lambda: self.send(frame))
+
+    def _refreshed(self, claims: Claims) -> float | None:
+        """A ``refresh`` was accepted: the connection now runs on ``claims``."""
+        assert self.admission is not None
+        self.admission = Admission(claims, self.admission.source)
+        if self.client_gone:
+            return None
+        self.expires_in = self._schedule_max_age(tornado.ioloop.IOLoop.current())
+        return self.expires_in
+
+    def on_message(self, message: str | bytes) -> Awaitable[None] | None:
+        """A protocol v1 command; Tornado awaits what it returns before it reads the
+        next frame, so a connection's commands run in order."""
+        if self.session is None:
+            return None
+        return self.session.receive(message)
+
+    def on_close(self) -> None:
+        if self.session is not None:
+            self.session.closed()
+
+
+def _loop_time() -> float:
+    """The clock of the command rate limit (asyncio's monotonic loop time)."""
+    return asyncio.get_running_loop().time()
 
 
 def application_settings(settings: Settings) -> dict[str, Any]:

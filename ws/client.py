@@ -23,6 +23,24 @@ module does:
   attempts (``wsauth connect`` gives up after 5 unless ``--retry-forever``);
 - 1000 (normal close): the iteration ends.
 
+Channels and messages to backends (protocol v1, docs/reference/protocol.md)
+are methods of the client; each returns the gateway's reply or raises
+:class:`CommandRefused` with its code::
+
+    async with client:
+        await client.subscribe("chat:lobby")     # remembered: subscribed on every (re)connect
+        async for message in client:              # replies are not in the iteration
+            if json.loads(message)["type"] == "welcome":   # connected: commands work now
+                await client.publish("chat:lobby", {"text": "hi"})
+                await client.send({"order": 42})  # to the backends' inbox
+
+When the welcome frame carries ``expires_in`` (the gateway's
+``WSAUTH_MAX_CONNECTION_AGE``), the client re-authenticates in band at
+``refresh_at`` (80 %) of it: a fresh token from ``fetch``, sent as
+``refresh``. A channel the gateway leaves on its own (``unsubscribed``, e.g.
+``scope_changed``) or refuses when re-subscribing is dropped and reported
+to ``on_unsubscribed(channel, reason)``.
+
 The single steps are there too: :func:`fetch_token` and :func:`connect`.
 The token travels in ``Authorization: Bearer`` (never in the URL). Both
 raise :class:`ClientError` with the server's machine code when refused.
@@ -134,6 +152,14 @@ class GatewayConnection:
     async def receive(self) -> str | bytes | None:
         """The next message, or None once the connection is closed."""
         return await self._connection.read_message()
+
+    async def send(self, message: str) -> None:
+        """Send one text frame.
+
+        Raises:
+            tornado.websocket.WebSocketClosedError: the connection is closed.
+        """
+        await self._connection.write_message(message)
 
     def __aiter__(self) -> GatewayConnection:
         return self
@@ -252,6 +278,19 @@ class Revoked(ClientError):
         self.close_code = REVOKED
 
 
+class CommandRefused(ClientError):
+    """The gateway answered a command with an error (``error`` is its code), or the
+    connection went away first (``connection_closed``, ``not_connected``)."""
+
+    def __init__(self, error: str, reply: dict[str, Any] | None = None) -> None:
+        super().__init__(f"command refused: {error}", http_status=None, error=error)
+        self.reply = reply or {}
+
+
+COMMAND_TIMEOUT = 10.0
+LOST = frozenset({"connection_closed", "not_connected"})
+
+
 class _Stop(Exception):
     """Internal: a refusal that no retry can fix; carries the error to raise."""
 
@@ -292,9 +331,13 @@ class ReconnectingClient:
         stable_after: float = STABLE_AFTER,
         draw: Callable[[], float] = random.random,
         give_up_after: int | None = None,
+        refresh_at: float | None = 0.8,
+        on_unsubscribed: Callable[[str, str], None] | None = None,
     ) -> None:
         """``fetch`` returns the issuer's token answer (``{"token", "url", ...}``);
-        ``url`` overrides the answer's gateway URL.
+        ``url`` overrides the answer's gateway URL; ``refresh_at`` is the share of a
+        welcome's ``expires_in`` after which the client refreshes in band (None: never,
+        the gateway's 4002 close then makes it reconnect).
 
         ``give_up_after``: while the issuer has never answered (a wrong URL, a
         stack not started), stop after this many failed attempts and raise the
@@ -318,6 +361,175 @@ class ReconnectingClient:
         self._closed = False
         self._stopping = asyncio.Event()
         self.connections = 0
+        self._refresh_at = refresh_at
+        self._on_unsubscribed = on_unsubscribed
+        self.channels: dict[str, None] = {}  # subscribed (or to subscribe), in order
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._next_id = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._refresh_timer: asyncio.TimerHandle | None = None
+        self.refreshes = 0
+
+    # --- protocol v1 ---------------------------------------------------------------
+
+    async def subscribe(self, channel: str) -> dict[str, Any]:
+        """Subscribe to ``channel`` now (when connected) and after every reconnect.
+
+        Raises:
+            CommandRefused: the gateway refused (e.g. ``not_granted``; then the channel
+                is forgotten). While not connected, it is only remembered.
+        """
+        self.channels[channel] = None
+        if self._connection is None:
+            return {"pending": True}
+        try:
+            return await self._command({"type": "subscribe", "channel": channel})
+        except CommandRefused as refused:
+            if refused.error not in LOST:
+                self.channels.pop(channel, None)
+            raise
+
+    async def unsubscribe(self, channel: str) -> dict[str, Any]:
+        """Leave ``channel`` (and do not subscribe to it again after a reconnect)."""
+        known = channel in self.channels
+        self.channels.pop(channel, None)
+        if not known or self._connection is None:
+            return {"ok": True}
+        return await self._command({"type": "unsubscribe", "channel": channel})
+
+    async def publish(self, channel: str, data: Any) -> dict[str, Any]:
+        """Publish ``data`` (any JSON value) to ``channel``; the scope must grant ``pub:``."""
+        return await self._command({"type": "publish", "channel": channel, "data": data})
+
+    async def send(self, data: Any) -> dict[str, Any]:
+        """Send ``data`` (any JSON value) to the backends (the inbox stream)."""
+        return await self._command({"type": "send", "data": data})
+
+    async def refresh(self) -> dict[str, Any]:
+        """Re-authenticate in band now with a fresh token; return the reply (``expires_in``).
+
+        Raises:
+            CommandRefused: refused (a token code, ``subject_mismatch``) or not connected.
+            ClientError: no token could be fetched.
+        """
+        connection = self._connection
+        if connection is None:
+            raise CommandRefused("not_connected")
+        document = await self._fetch()
+        if self._connection is not connection:
+            raise CommandRefused("not_connected")
+        reply = await self._command({"type": "refresh", "token": document["token"]})
+        self.refreshes += 1
+        self._schedule_refresh(reply.get("expires_in"))
+        return reply
+
+    async def _command(self, frame: dict[str, Any]) -> dict[str, Any]:
+        connection = self._connection
+        if connection is None:
+            raise CommandRefused("not_connected")
+        self._next_id += 1
+        command_id = self._next_id
+        reply: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[command_id] = reply
+        try:
+            await connection.send(json.dumps({**frame, "id": command_id}))
+            answer = await asyncio.wait_for(reply, COMMAND_TIMEOUT)
+        except tornado.websocket.WebSocketClosedError:
+            raise CommandRefused("connection_closed") from None
+        except TimeoutError:
+            raise CommandRefused("timeout") from None
+        finally:
+            self._pending.pop(command_id, None)
+        if "error" in answer:
+            raise CommandRefused(str(answer["error"]), answer)
+        return answer
+
+    def _handle(self, message: str | bytes) -> bool:
+        """Act on a gateway frame; True when it was a reply to a command (not yielded)."""
+        try:
+            frame = json.loads(message)
+        except ValueError:
+            return False
+        if not isinstance(frame, dict):
+            return False
+        kind = frame.get("type")
+        if kind == "reply":
+            waiting = self._pending.get(frame.get("id"))  # type: ignore[arg-type]
+            if waiting is not None and not waiting.done():
+                waiting.set_result(frame)
+                return True
+        elif kind == "welcome":
+            self._schedule_refresh(frame.get("expires_in"))
+            if self.channels:
+                self._spawn(self._resubscribe())
+        elif kind == "unsubscribed" and isinstance(frame.get("channel"), str):
+            self.channels.pop(frame["channel"], None)
+            self._unsubscribed(frame["channel"], str(frame.get("reason")))
+        return False
+
+    def _unsubscribed(self, channel: str, reason: str) -> None:
+        if self._on_unsubscribed is not None:
+            self._on_unsubscribed(channel, reason)
+
+    async def _resubscribe(self) -> None:
+        for channel in list(self.channels):
+            try:
+                await self._command({"type": "subscribe", "channel": channel})
+            except CommandRefused as refused:
+                if refused.error in LOST:
+                    return
+                self.channels.pop(channel, None)
+                self._unsubscribed(channel, refused.error)
+
+    def _schedule_refresh(self, expires_in: Any) -> None:
+        if self._refresh_timer is not None:
+            self._refresh_timer.cancel()
+            self._refresh_timer = None
+        if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
+            return
+        share = self._refresh_at
+        if share is not None and expires_in > 0:
+            self._refresh_timer = asyncio.get_running_loop().call_later(
+                expires_in * share, lambda: self._spawn(self._auto_refresh())
+            )
+
+    async def _auto_refresh(self) -> None:
+        self._refresh_timer = None
+        with contextlib.suppress(ClientError):  # else the gateway closes with 4002: reconnect
+            await self.refresh()
+
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _frames(self, connection: GatewayConnection) -> AsyncGenerator[str | bytes, None]:
+        """The frames of one connection but the replies, read by a task of their own so
+        that a command awaited between two messages gets its reply."""
+        queue: asyncio.Queue[str | bytes | None] = asyncio.Queue()
+
+        async def pump() -> None:
+            try:
+                async for message in connection:
+                    if not self._handle(message):
+                        queue.put_nowait(message)
+            finally:
+                queue.put_nowait(None)
+
+        reader = asyncio.ensure_future(pump())
+        try:
+            while (message := await queue.get()) is not None:
+                yield message
+        finally:
+            if self._refresh_timer is not None:
+                self._refresh_timer.cancel()
+                self._refresh_timer = None
+            for waiting in self._pending.values():
+                if not waiting.done():
+                    waiting.set_result({"error": "connection_closed"})
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
 
     @classmethod
     def for_api_client(
@@ -342,6 +554,12 @@ class ReconnectingClient:
         """Stop: close the current connection (1000) and end the iteration."""
         self._closed = True
         self._stopping.set()
+        if self._refresh_timer is not None:
+            self._refresh_timer.cancel()
+            self._refresh_timer = None
+        for task in list(self._tasks):  # a re-subscribe or an automatic refresh under way
+            if task is not asyncio.current_task():
+                task.cancel()
         connection, self._connection = self._connection, None
         if connection is not None:
             await connection.aclose()
@@ -427,7 +645,7 @@ class ReconnectingClient:
                 self.connections += 1
                 opened = time.monotonic()
                 self._status("connected")
-                async for message in connection:
+                async for message in self._frames(connection):
                     yield message
                 self._connection = None
                 code, reason = connection.close_code, connection.close_reason

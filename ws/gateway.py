@@ -7,19 +7,32 @@ outcome. The steps, in order; a request refused at one step never reaches the
 next, so a refused request leaves the token's ``jti`` in Redis::
 
     0. client not blocked (local table)      429 rate_limited (wsauth.ws.ratelimit)
-    1. Origin allowlist                      403 origin_not_allowed
+    1. Origin allowlist (exact match)        403 origin_not_allowed
     2. well-formed WebSocket handshake       400 bad_request
+       (GET, HTTP/1.1, no body, ASCII values read as Tornado reads them)
     3. exactly one token source              400 bad_request / multiple_tokens, 401 token_missing
     4. size cap (MAX_TOKEN_BYTES)            401 token_too_large
     5. signature and claims (offline)        401 <code of the failure>
-    6. GETDEL of the jti in Redis            401 token_replayed, 503 redis_unavailable
+    6. jti consumed on this node already     401 token_replayed (wsauth.ws.consumed, no Redis)
+    7. GETDEL of the jti in Redis, and in    401 token_replayed, 503 redis_unavailable
+       the same pipeline GET of the records  401 token_revoked
+       revoked_sub:{sub} and revoked_sid:{sid}
+
+Steps 1 to 6 are every refusal wsauth or Tornado can make before the upgrade
+(Tornado's own checks in ``WebSocketHandler.get`` are a subset of step 2's,
+read the same way): nothing refused reaches step 7, so it keeps its ``jti``.
+Step 7's revocation read makes a revocation hold on every node for new
+handshakes, also on a node that started after the revoke event or missed it
+while unsubscribed; a token it refuses is spent (it was revoked anyway).
 
 After the upgrade the gateway owns the connection's lifetime (the close codes
-are in :mod:`wsauth.ws.lifetime`): events from the one pub/sub subscription
-(:mod:`wsauth.ws.fanout`) are delivered by :meth:`Gateway.dispatch` — a push to the
-user's connections on this node, a revocation closes the matching ones with
-4001 — and one heartbeat sweep per node pings silent connections and closes
-idle ones with 4003.
+are in :mod:`wsauth.ws.lifetime`): events from pub/sub (:mod:`wsauth.ws.fanout`:
+the broadcast channel, plus the topics of the users and channels this node
+holds, which the registry reports as held and released) are delivered by
+:meth:`Gateway.dispatch` — a push to the user's connections on this node, a
+channel message to the members (:meth:`Gateway.join`), a revocation closes the
+matching ones with 4001 — and one heartbeat sweep per node pings silent
+connections and closes idle ones with 4003.
 """
 
 from __future__ import annotations
@@ -37,14 +50,32 @@ from typing import Any, Protocol
 
 import redis.asyncio
 
+from wsauth.shared.core.channels import check_channel
 from wsauth.shared.core.config import MAX_TOKEN_TTL, Settings
-from wsauth.shared.core.errors import InvalidToken, KeyRevoked, KeysetStale, TokenTooLarge
+from wsauth.shared.core.errors import (
+    InvalidToken,
+    KeyRevoked,
+    KeysetStale,
+    Replayed,
+    Revoked,
+    TokenTooLarge,
+)
 from wsauth.shared.core.proxies import client_address, rate_key
 from wsauth.shared.core.tokens import MAX_TOKEN_BYTES, Claims, verify
 from wsauth.shared.state import keyset_reports
-from wsauth.shared.state.events import Event, Push, ReportKeyset, Revoke, socket_message
+from wsauth.shared.state.events import (
+    Event,
+    Message,
+    Push,
+    ReportKeyset,
+    Revoke,
+    channel_topic,
+    socket_message,
+    user_topic,
+)
 from wsauth.shared.state.replay import AsyncReplayGuard, async_client
 from wsauth.shared.state.sessions import revoked_session_key, revoked_subject_key
+from wsauth.ws.consumed import ConsumedJtis
 from wsauth.ws.fanout import Fanout, subscriber_client
 from wsauth.ws.handshake import TokenSource, check_origin, check_websocket_request, extract_token
 from wsauth.ws.keys import KeysetSource
@@ -61,7 +92,7 @@ from wsauth.ws.lifetime import (
 )
 from wsauth.ws.metrics import GatewayMetrics
 from wsauth.ws.ratelimit import HandshakeLimiter
-from wsauth.ws.registry import ConnectionRegistry
+from wsauth.ws.registry import ConnectionRegistry, Kind
 
 log = logging.getLogger("wsauth.gateway")
 
@@ -108,6 +139,11 @@ class HandshakeRequest:
     # who the client is).
     peer: str | None = None
     forwarded_for: list[str] = field(default_factory=list)
+    # The request line's version and the body headers (a handshake has no body).
+    http_version: str = "HTTP/1.1"
+    content_length: str | None = None
+    transfer_encoding: str | None = None
+    extensions: str | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +174,7 @@ class Gateway:
         self.replay = replay
         self.metrics = metrics or GatewayMetrics(keyset_status=self._keyset_status, clock=clock)
         self.registry: ConnectionRegistry[Any] = registry or ConnectionRegistry()
+        self.registry.listener = self  # held / released: the topics to subscribe to
         self.clock = clock
         self.redis = redis_client or async_client(
             settings.effective_redis_url, timeout=settings.redis_timeout
@@ -148,6 +185,7 @@ class Gateway:
         self.revocations = RecentRevocations(horizon=MAX_TOKEN_TTL + settings.leeway)
         # Signing keys revoked with `wsauth revoke --kid` since this process started.
         self.revoked_kids: set[str] = set()
+        self.consumed = ConsumedJtis()
         self.fanout: Fanout | None = None
         if subscribe:
             self.fanout = Fanout(
@@ -211,6 +249,10 @@ class Gateway:
             version=request.version,
             key=request.key,
             host=request.host,
+            http_version=request.http_version,
+            content_length=request.content_length,
+            transfer_encoding=request.transfer_encoding,
+            extensions=request.extensions,
         )
         found = extract_token(
             subprotocol_headers=request.subprotocol_headers,
@@ -274,18 +316,31 @@ class Gateway:
             raise
 
     async def _authenticate(self, request: HandshakeRequest) -> Admission:
-        """Steps 1 to 6; on success the token is spent.
+        """Steps 1 to 7; on success the token is spent.
 
         Raises:
             WsAuthError: a subclass whose ``status`` and ``code`` are the answer.
         """
         found = self.check_request(request)
         claims = self.verify(found.token)
+        now = self.clock()
+        if self.consumed.seen(claims.jti, now=now):
+            raise Replayed("jti consumed on this node before")
+        prefix = self.settings.redis_prefix
+        records: tuple[str, ...] = (revoked_subject_key(prefix, claims.sub),)
+        if claims.sid is not None:
+            records += (revoked_session_key(prefix, claims.sid),)
         started = time.perf_counter()
         try:
-            await self.replay.consume(claims)
+            revoked = await self.replay.consume(claims, also_get=records)
         finally:
             self.metrics.redis("getdel", time.perf_counter() - started)
+        self.consumed.add(claims.jti, until=claims.exp + self.settings.leeway, now=now)
+        sub_at = revoked[0]
+        if sub_at is not None and claims.iat < _as_time(sub_at):
+            raise Revoked("sub revoked after the token was minted")
+        if len(revoked) > 1 and revoked[1] is not None:
+            raise Revoked("session revoked")
         return Admission(claims, found.source)
 
     def liveness(self) -> dict[str, Any]:
@@ -311,12 +366,19 @@ class Gateway:
             "keyset": keyset["keys"] > 0 and not keyset["stale"],
             "pubsub": self.fanout is None or self.fanout.subscribed,
         }
-        return {
+        document = {
             "status": "ok" if all(checks.values()) else "degraded",
             "checks": checks,
             "keyset": keyset,
             "connections": len(self.registry),
         }
+        if self.fanout is not None:
+            # Classic or sharded topics (wsauth.ws.fanout), and why: a Cluster of
+            # Redis < 7 has no sharded pub/sub and falls back to classic.
+            document["pubsub_mode"] = self.fanout.mode
+            document["pubsub_mode_reason"] = self.fanout.mode_reason
+            document["topics"] = len(self.fanout.topics)
+        return document
 
     def keyset_stale(self, now: float) -> bool:
         """True once the keyset in force was last confirmed more than
@@ -352,6 +414,62 @@ class Gateway:
         self.registry.add(connection, sub=claims.sub, sid=claims.sid)
         return True
 
+    def join(self, connection: Connection, channel: str) -> None:
+        """From now on, send ``connection`` every message of ``channel`` (idempotent).
+
+        A connection that is not registered (closed, or never admitted) joins
+        nothing. Authorization (the scope) is the caller's decision; this only
+        checks the name. A connection that closes leaves all its channels.
+
+        Raises:
+            BadChannel: ``channel`` is outside the channel grammar.
+        """
+        self.registry.join(connection, check_channel(channel))
+
+    def leave(self, connection: Connection, channel: str) -> None:
+        """Stop sending ``connection`` the messages of ``channel`` (idempotent).
+
+        Raises:
+            BadChannel: ``channel`` is outside the channel grammar.
+        """
+        self.registry.leave(connection, check_channel(channel))
+
+    def held(self, kind: Kind, name: str) -> None:
+        """The registry's first connection of a user or member of a channel: subscribe."""
+        if self.fanout is not None:
+            self.fanout.hold(self._topic(kind, name))
+
+    def released(self, kind: Kind, name: str) -> None:
+        """The registry's last connection of a user or member of a channel left: unsubscribe."""
+        if self.fanout is not None:
+            self.fanout.release(self._topic(kind, name))
+
+    def _topic(self, kind: Kind, name: str) -> str:
+        prefix = self.settings.redis_prefix
+        return user_topic(prefix, name) if kind == "user" else channel_topic(prefix, name)
+
+    def when_synced(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` once Redis has applied every join, leave, open and close made
+        so far (see :meth:`synced`); at once when nothing is pending."""
+        if self.fanout is None:
+            callback()
+        else:
+            self.fanout.when_synced(callback)
+
+    async def synced(self) -> None:
+        """Return once Redis has applied every join, leave, open and close made so far:
+        from then on, a message published to a channel joined (or a push to a user
+        connected) before the call reaches this node. Returns at once while the
+        subscription is down (nothing would)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def finish() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        self.when_synced(finish)
+        await done
+
     def dispatch(self, event: Event) -> int:
         """Apply an event to this node's connections; return how many it reached."""
         if isinstance(event, Push):
@@ -361,6 +479,9 @@ class Gateway:
             self.metrics.events.labels("report_keyset").inc()
             self.report_keyset(event.id)
             return 0
+        if isinstance(event, Message):
+            self.metrics.events.labels("message").inc()
+            return self.deliver_message(event)
         self.metrics.events.labels("revoke").inc()
         return self.revoke(event)
 
@@ -373,6 +494,16 @@ class Gateway:
                 connection.send(message)
             self.metrics.pushes.inc(len(connections))
         return len(connections)
+
+    def deliver_message(self, message: Message) -> int:
+        """Send ``message`` to every connection here that joined its channel."""
+        members = self.registry.members(message.channel)
+        if members:
+            frame = socket_message(message)
+            for connection in members:
+                connection.send(frame)
+            self.metrics.pushes.inc(len(members))
+        return len(members)
 
     def revoke(self, revocation: Revoke) -> int:
         """Close the connections of the revoked sub or sid with 4001; remember it a while.

@@ -30,7 +30,9 @@ What the mixin does, step by step, and what a host may override:
     The token's ``sub``; its :class:`~wsauth.shared.core.tokens.Claims`; the claims and the
     token source. Set before ``open`` runs.
 ``open()``
-    Before the host's ``open`` body runs, the mixin registers the connection on the node:
+    Before the host's ``open`` body runs, the mixin registers the connection on the node
+    and waits until the node's Redis subscription includes the user (so a push sent
+    once the host's ``open`` ran reaches the connection):
     pushes to its ``sub``, revocation of its ``sub``/``sid`` (4001), the maximum age
     (4002) and the heartbeats (ping, 4003). A connection revoked a moment ago is closed
     instead and the host's ``open`` never runs. No ``super().open()`` needed (harmless).
@@ -43,7 +45,8 @@ What the mixin does, step by step, and what a host may override:
     body runs if the host's ``open`` did. No ``super()`` needed.
 ``send(message)``, ``close(code, reason)``
     The node delivers pushes with ``send`` (``{"type": "push", "data": ...}``) and closes
-    with ``close``; an override must still write and close.
+    with ``close``; an override must still write and close. More than
+    ``WSAUTH_MAX_PENDING_BYTES`` queued to a slow reader closes it with 4004.
 
 The mixin wraps ``open``, ``on_message`` and ``on_close`` at class creation
 (:meth:`WsAuthMixin.__init_subclass__`) so that forgetting ``super()`` cannot leave a
@@ -63,9 +66,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -84,7 +88,15 @@ from wsauth.shared.logs import (
 )
 from wsauth.ws.gateway import Admission, Gateway, HandshakeRequest
 from wsauth.ws.handshake import QUERY_PARAMETER, check_origin, select_subprotocol
-from wsauth.ws.lifetime import INTERNAL_ERROR, REASONS, REAUTHENTICATE, Liveness, max_age_delay
+from wsauth.ws.lifetime import (
+    INTERNAL_ERROR,
+    REASONS,
+    REAUTHENTICATE,
+    TOO_SLOW,
+    Liveness,
+    max_age_delay,
+)
+from wsauth.ws.session import Outbox
 
 if TYPE_CHECKING:
     from wsauth.ws.node import GatewayNode
@@ -183,6 +195,8 @@ class WsAuthMixin(JsonAnswers, _WebSocketHandler):
     # For wsauth_gateway_connections_closed_total: counted once per registered connection.
     _registered: bool = False
     _close_sent: int | None = None
+    # Bytes queued and not yet written (the slow-reader cap); set on registration.
+    outbox: Outbox | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -258,6 +272,10 @@ class WsAuthMixin(JsonAnswers, _WebSocketHandler):
             ],
             peer=self.request.remote_ip,
             forwarded_for=headers.get_list("X-Forwarded-For"),
+            http_version=self.request.version,
+            content_length=headers.get("Content-Length"),
+            transfer_encoding=headers.get("Transfer-Encoding"),
+            extensions=headers.get("Sec-WebSocket-Extensions"),
         )
 
     def check_origin(self, origin: str) -> bool:
@@ -309,6 +327,7 @@ class WsAuthMixin(JsonAnswers, _WebSocketHandler):
         gateway = self.gateway
         try:
             self.liveness = Liveness(last_heard=_loop_time())
+            self.outbox = Outbox(gateway.settings.max_pending_bytes)
             if not gateway.admit(self):
                 return False  # revoked a moment ago: closed with 4001
             self._registered = True
@@ -337,10 +356,14 @@ class WsAuthMixin(JsonAnswers, _WebSocketHandler):
         self._max_age_timer = None
         self.close(REAUTHENTICATE, REASONS[REAUTHENTICATE])
 
-    def on_message(self, message: str | bytes) -> None:
-        """A sign of life (a host's own ``on_message`` is wrapped to count it first)."""
+    def on_message(self, message: str | bytes) -> Awaitable[None] | None:
+        """A sign of life (a host's own ``on_message`` is wrapped to count it first).
+
+        As in Tornado, a host's ``on_message`` may return an awaitable: the next frame is
+        read once it is done."""
         if self._admitted:
             self.liveness.heard(_loop_time())
+        return None
 
     def on_ping(self, data: bytes) -> None:
         if self._admitted:
@@ -351,12 +374,23 @@ class WsAuthMixin(JsonAnswers, _WebSocketHandler):
             self.liveness.heard(_loop_time())
 
     def send(self, message: str) -> None:
-        """Queue ``message``; dropped when the connection is closing."""
+        """Queue ``message``; dropped when the connection is closing.
+
+        A connection with more than ``WSAUTH_MAX_PENDING_BYTES`` queued and not yet
+        written to its socket (a slow reader) is closed with 4004.
+        """
         try:
             sent = self.write_message(message)
         except tornado.websocket.WebSocketClosedError:
             return
-        sent.add_done_callback(_ignore_closed)
+        outbox = self.outbox
+        if outbox is None:
+            sent.add_done_callback(_ignore_closed)
+            return
+        size = len(message)
+        if not outbox.queued(size):
+            self.close(TOO_SLOW, REASONS[TOO_SLOW])
+        sent.add_done_callback(lambda done: _written(outbox, size, done))
 
     def send_ping(self) -> None:
         with contextlib.suppress(tornado.websocket.WebSocketClosedError):
@@ -398,10 +432,18 @@ class WsAuthMixin(JsonAnswers, _WebSocketHandler):
 
 def _registered_first(body: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(body)
-    def open(self: WsAuthMixin, *args: Any, **kwargs: Any) -> Any:
+    async def open(self: WsAuthMixin, *args: Any, **kwargs: Any) -> None:
         if not self._register():
-            return None
-        return body(self, *args, **kwargs)
+            return
+        # Once this node's Redis subscriptions include the user's topic, so that a push
+        # sent after the host's open ran (its greeting, say) reaches the connection.
+        # Tornado reads no frame before open returns.
+        await self.gateway.synced()
+        if self.client_gone:
+            return
+        result = body(self, *args, **kwargs)
+        if inspect.isawaitable(result):
+            await result
 
     return open
 
@@ -431,6 +473,11 @@ def _unregistered_first(body: Callable[..., Any]) -> Callable[..., Any]:
 def _loop_time() -> float:
     """The clock of the heartbeat sweep (asyncio's monotonic loop time, not IOLoop.time())."""
     return asyncio.get_running_loop().time()
+
+
+def _written(outbox: Outbox, size: int, sent: Any) -> None:
+    outbox.written(size)
+    _ignore_closed(sent)
 
 
 def _ignore_closed(sent: Any) -> None:

@@ -9,6 +9,18 @@ run before the token is verified or its ``jti`` touched in Redis::
     check_websocket_request  400 bad_request
     extract_token            400 bad_request / multiple_tokens, 401 token_missing
 
+Every check reads header values exactly as Tornado does (HTTP's optional
+whitespace, space and tab, already removed by the parser; nothing else), so
+wsauth never accepts a request that Tornado would then refuse or upgrade
+differently after the token was spent: a value with non-ASCII characters
+(``\xa0``, ``\x85``: whitespace to :meth:`str.strip`, not to HTTP) is refused
+rather than cleaned up. The Origin check is an exact string match with the
+allowlist: no case folding, no default-port normalisation, no stripping
+(browsers send the serialised origin, RFC 6454 §6.2). The opening handshake
+must be ``GET`` over HTTP/1.1 without a body (no ``Content-Length`` or
+``Transfer-Encoding``): RFC 6455 §4.1, and anything else is a request whose
+framing another HTTP hop may read differently.
+
 Token sources (DESIGN.md, "Gateway handshake"), exactly one per request:
 
 1. ``Sec-WebSocket-Protocol: wsauth, wsauth.bearer.<token>``
@@ -28,9 +40,7 @@ import binascii
 import re
 from dataclasses import dataclass, field
 from typing import Literal
-from urllib.parse import urlsplit
 
-from wsauth.shared.core.config import origin_of
 from wsauth.shared.core.errors import BadRequest, MultipleTokens, OriginNotAllowed, TokenMissing
 
 SUBPROTOCOL = "wsauth"
@@ -43,6 +53,18 @@ TokenSourceName = Literal["subprotocol", "authorization", "query"]
 
 # RFC 6750 §2.1 b64token (RFC 7235 token68).
 _TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+# An auth-scheme is an HTTP token (RFC 9110 §5.6.2).
+_SCHEME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# RFC 6455 §9.1: extension-token *( ";" token [ "=" (token / quoted-string) ] ), where a
+# parameter name never ends in "*" (no RFC 2231 extended value).
+_EXT_TCHARS = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_EXT_NAME = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]*[!#$%&'+\-.^_`|~0-9A-Za-z]"
+_EXT_VALUE = rf'(?:{_EXT_TCHARS}|"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*")'
+_EXTENSION = re.compile(
+    rf"{_EXT_TCHARS}(?:[ \t]*;[ \t]*{_EXT_NAME}(?:[ \t]*=[ \t]*{_EXT_VALUE})?)*[ \t]*;?"
+)
+# HTTP's optional whitespace (RFC 9110 §5.6.3): what Tornado strips, and nothing else.
+_OWS = " \t"
 # Sec-Fetch-Site values that need no Origin. Any other value (cross-site,
 # same-site, or garbage) without an Origin header is refused, as Tornado's own
 # check during the upgrade would: it must never refuse what we accepted, or a
@@ -64,8 +86,10 @@ def check_origin(
     """Refuse a browser request from an origin outside ``allowed``.
 
     No ``Origin`` header means a non-browser client: allowed. Otherwise the
-    header must name exactly (scheme, host, port) one of the allowed origins;
-    ``null``, lookalike hosts and other schemes or ports are refused.
+    header must be, character for character, one of the allowed origins
+    (``scheme://host[:port]`` as browsers serialise it: lowercase, default port
+    left out); ``null``, lookalike hosts, other schemes or ports, other case,
+    an explicit default port and surrounding whitespace are all refused.
     ``sec_fetch_site`` is the ``Sec-Fetch-Site`` header: a request that says
     it is anything but ``same-origin`` or ``none`` yet sends no ``Origin`` is
     refused too.
@@ -77,35 +101,8 @@ def check_origin(
         if sec_fetch_site is not None and sec_fetch_site not in _SAME_ORIGIN_FETCHES:
             raise OriginNotAllowed("cross-site fetch without Origin")
         return
-    normalised = _normalise_origin(origin)
-    if normalised is None or normalised not in allowed:
+    if origin not in allowed:
         raise OriginNotAllowed("origin not allowed")
-
-
-def _normalise_origin(origin: str) -> str | None:
-    """The origin in the form of the allowlist, or None when it is not an http(s) origin."""
-    value = origin.strip()
-    if not value.isascii() or not value.isprintable():
-        return None
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        return None
-    # An Origin header is scheme://host[:port] and nothing else (RFC 6454 §7).
-    if (
-        parts.scheme.lower() not in ("http", "https")
-        or not parts.hostname
-        or parts.username is not None
-        or parts.password is not None
-        or parts.path
-        or parts.query
-        or parts.fragment
-        or value.endswith("?")
-        or value.endswith("#")
-    ):
-        return None
-    return origin_of(value)
 
 
 def check_websocket_request(
@@ -116,28 +113,57 @@ def check_websocket_request(
     version: str | None,
     key: str | None,
     host: str | None,
+    http_version: str = "HTTP/1.1",
+    content_length: str | None = None,
+    transfer_encoding: str | None = None,
+    extensions: str | None = None,
 ) -> None:
     """Refuse anything that is not a well-formed RFC 6455 opening handshake.
 
     Run before the token is consumed, so a malformed handshake never spends
-    a token.
+    a token. Header values are taken as Tornado hands them over: only space
+    and tab around a value are ignored, and a non-ASCII value is refused.
 
     Raises:
-        BadRequest: a required header is missing or has a wrong value.
+        BadRequest: a required header is missing or has a wrong value, the
+            request is not HTTP/1.1, it carries a body, or
+            ``Sec-WebSocket-Extensions`` is not the grammar of RFC 6455 §9.1
+            (Tornado decodes RFC 2231 ``name*=charset''value`` parameters there
+            during the upgrade, and an unusable charset would fail it).
     """
     if method != "GET":
         raise BadRequest("method must be GET")
-    if not host:
+    if http_version != "HTTP/1.1":
+        raise BadRequest("the handshake must be HTTP/1.1")
+    if content_length is not None or transfer_encoding is not None:
+        raise BadRequest("the handshake must not have a body")
+    if not host or not _plain(host):
         raise BadRequest("missing Host")
-    if (upgrade or "").strip().lower() != "websocket":
+    if upgrade is None or not _plain(upgrade) or upgrade.strip(_OWS).lower() != "websocket":
         raise BadRequest("Upgrade must be websocket")
-    tokens = [part.strip().lower() for part in (connection or "").split(",")]
+    if connection is None or not _plain(connection):
+        raise BadRequest("Connection must contain upgrade")
+    tokens = [part.strip(_OWS).lower() for part in connection.split(",")]
     if "upgrade" not in tokens:
         raise BadRequest("Connection must contain upgrade")
-    if (version or "").strip() != WEBSOCKET_VERSION:
+    if version is None or version.strip(_OWS) != WEBSOCKET_VERSION:
         raise BadRequest("Sec-WebSocket-Version must be 13")
-    if not key or not _is_websocket_key(key.strip()):
+    if not key or not _is_websocket_key(key.strip(_OWS)):
         raise BadRequest("Sec-WebSocket-Key must be 16 bytes in base64")
+    if extensions is not None and not _are_extensions(extensions):
+        raise BadRequest("Sec-WebSocket-Extensions is malformed")
+
+
+def _are_extensions(header: str) -> bool:
+    # Split as Tornado splits it (on every comma); each piece must be one extension.
+    return _plain(header) and all(
+        _EXTENSION.fullmatch(piece.strip(_OWS)) for piece in header.split(",")
+    )
+
+
+def _plain(value: str) -> bool:
+    """ASCII only: no character that str methods treat differently from HTTP."""
+    return value.isascii()
 
 
 def _is_websocket_key(key: str) -> bool:
@@ -160,7 +186,9 @@ def offered_subprotocols(subprotocol_headers: list[str]) -> list[str]:
         # Count before splitting everything, so a huge header costs little.
         if header.count(",") + len(offered) >= MAX_SUBPROTOCOLS:
             raise BadRequest("too many subprotocols")
-        offered.extend(value.strip() for value in header.split(",") if value.strip())
+        if not _plain(header):
+            raise BadRequest("a subprotocol is not ASCII")
+        offered.extend(value.strip(_OWS) for value in header.split(",") if value.strip(_OWS))
     return offered
 
 
@@ -219,15 +247,25 @@ def extract_token(
 def _bearer_credential(header: str) -> str | None:
     """The credential of ``Bearer <token>``; None for another scheme.
 
+    The scheme and the credential are separated by spaces only (RFC 7235
+    §2.1: ``1*SP``); a tab or a non-ASCII character anywhere is refused.
+
     Raises:
-        BadRequest: the Bearer scheme without exactly one token68 credential.
+        BadRequest: the Bearer scheme without exactly one token68 credential,
+            or a header that is not plain ASCII.
     """
-    parts = header.split()
-    if not parts or parts[0].lower() != "bearer":
+    if not _plain(header):
+        raise BadRequest("Authorization is not ASCII")
+    scheme = _SCHEME.match(header)
+    if scheme is None or scheme.group().lower() != "bearer":
         return None
-    if len(parts) != 2 or not _TOKEN68.fullmatch(parts[1]):
+    rest = header[scheme.end() :]
+    if rest and rest[0] not in _OWS:
+        return None  # another scheme that starts with "Bearer" (Bearer=..., Bearerx)
+    credential = rest.lstrip(" ")
+    if rest[:1] == "\t" or not _TOKEN68.fullmatch(credential):
         raise BadRequest("Authorization: Bearer needs exactly one credential")
-    return parts[1]
+    return credential
 
 
 def select_subprotocol(offered: list[str]) -> str | None:

@@ -11,6 +11,7 @@ apply them. The close codes are a contract with the clients
     4001  revoked          logout / `wsauth revoke` (sub or sid)   terminal: never reconnect
     4002  reauthenticate   max_connection_age reached              reconnect at once, fresh token
     4003  idle             no frame within ping_timeout of a ping  retry with backoff
+    4004  too slow         over max_pending_bytes queued to it     retry with backoff
 
 Heartbeat rule (one sweep per gateway process, not one timer per
 connection): when nothing — no message, ping or pong — has come from a
@@ -35,6 +36,7 @@ INTERNAL_ERROR = 1011
 REVOKED = 4001
 REAUTHENTICATE = 4002
 IDLE = 4003
+TOO_SLOW = 4004
 
 REASONS = {
     NORMAL: "normal",
@@ -44,6 +46,7 @@ REASONS = {
     REVOKED: "revoked",
     REAUTHENTICATE: "reauthenticate",
     IDLE: "idle",
+    TOO_SLOW: "too slow",
 }
 
 # A connection's max-age deadline is drawn from [age * (1 - spread), age].

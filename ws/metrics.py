@@ -4,7 +4,10 @@
 - ``wsauth_gateway_connections``: live WebSocket connections
 - ``wsauth_gateway_connections_closed_total{code}``: by close code
 - ``wsauth_gateway_pushes_delivered_total``: push messages queued to sockets
-- ``wsauth_gateway_events_total{type}``: pub/sub events received (push, revoke, report_keyset)
+- ``wsauth_gateway_events_total{type}``: pub/sub events received (push, message, revoke,
+  report_keyset)
+- ``wsauth_gateway_commands_total{command, outcome}``: protocol v1 commands (``ok`` or
+  the reply's error code; ``command`` is ``invalid`` for a frame that did not parse)
 - ``wsauth_gateway_redis_seconds{command}``: ``getdel`` (consume), ``ping``
 - ``wsauth_gateway_pubsub_connected``: 1 while subscribed to the events channel
 - ``wsauth_gateway_keyset_keys``, ``wsauth_gateway_keyset_kid{kid}``,
@@ -97,13 +100,20 @@ class GatewayMetrics:
         )
         self.pushes = Counter(
             "wsauth_gateway_pushes_delivered",
-            "Push messages queued to live connections of this process.",
+            "Push and channel messages queued to live connections of this process.",
             registry=registry,
         )
         self.events = Counter(
             "wsauth_gateway_events",
-            "Events received on the pub/sub channel, by type (push, revoke, report_keyset).",
+            "Events received from pub/sub, by type (push, message, revoke, report_keyset).",
             ["type"],
+            registry=registry,
+        )
+        self.commands = Counter(
+            "wsauth_gateway_commands",
+            "Protocol v1 commands by command and outcome: ok, or the error code of the reply "
+            "(command=invalid: a frame that did not parse).",
+            ["command", "outcome"],
             registry=registry,
         )
         self.redis_seconds = Histogram(
@@ -138,6 +148,13 @@ class GatewayMetrics:
         if child is None:
             child = self.handshakes.labels(outcome if _CODE.fullmatch(outcome) else "other")
         child.inc()
+
+    def command(self, command: str, outcome: str) -> None:
+        """Count one command; both labels are codes the gateway defines (else ``other``)."""
+        self.commands.labels(
+            command if _CODE.fullmatch(command) else "other",
+            outcome if _CODE.fullmatch(outcome) else "other",
+        ).inc()
 
     def connection_count(self, live: int) -> None:
         self.connections.set(live)

@@ -18,6 +18,18 @@ holds no connection and no Redis client, it only supervises: SIGTERM or
 SIGINT to it is passed on to every worker (each shuts down as above, 1001),
 and it exits when they have; a worker that dies is replaced. Each response of
 a worker carries ``X-WSAuth-Worker: <index>`` (0 to N-1).
+
+Slow and oversized request heads (:class:`GatewayHTTPServer`): a client has
+``WSAUTH_HEADER_TIMEOUT`` seconds from the moment the server waits for a
+request (a new connection, or the next request on a kept-alive one) to send
+the whole head; then the connection is closed and one line logged
+(``reason=header_timeout``). Tornado has one timer for this and for idle
+kept-alive connections (``WSAUTH_IDLE_TIMEOUT``), so the shorter of the two
+applies. A head over :data:`wsauth.ws.app.MAX_HEADER_SIZE` gets ``431``
+(``{"error": "headers_too_large"}``) and one line; Tornado alone closes the
+socket without a word (its ``IOStream`` closes as soon as a ``read_until``
+outgrows ``max_bytes``), so the stream of each connection is one that answers
+first (:class:`_HeadStream`).
 """
 
 from __future__ import annotations
@@ -35,11 +47,14 @@ from typing import Any
 
 import tornado.httpserver
 import tornado.httputil
+import tornado.ioloop
+import tornado.iostream
 import tornado.netutil
 import tornado.web
 
 from wsauth.shared.core.config import Settings
-from wsauth.ws.app import GatewayApplication, make_app, server_options
+from wsauth.shared.logs import event_fields
+from wsauth.ws.app import MAX_HEADER_SIZE, GatewayApplication, make_app, server_options
 
 SHUTDOWN_TIMEOUT = 5.0
 # A worker that exits with an error within this many seconds of its start is
@@ -53,6 +68,154 @@ WORKER_HEADER = "X-WSAuth-Worker"
 LISTEN_BACKLOG = 2048
 
 log = logging.getLogger("wsauth.gateway")
+
+
+_TOO_LARGE_BODY = b'{"error":"headers_too_large"}'
+TOO_LARGE_ANSWER = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"Content-Type: application/json\r\nCache-Control: no-store\r\nConnection: close\r\n"
+    b"Content-Length: " + str(len(_TOO_LARGE_BODY)).encode() + b"\r\n\r\n" + _TOO_LARGE_BODY
+)
+
+
+class _HeadStream(tornado.iostream.IOStream):
+    """An IOStream that answers 431 before it closes for a request head over the cap."""
+
+    # Set while the server waits for a request head (cleared once it is parsed).
+    reading_head = False
+    peer = "?"
+
+    def close(self, exc_info: Any = False) -> None:
+        if (
+            self.reading_head
+            and isinstance(exc_info, tornado.iostream.UnsatisfiableReadError)
+            and not self.closed()
+        ):
+            self.reading_head = False
+            with contextlib.suppress(OSError):
+                self.socket.send(TOO_LARGE_ANSWER)  # small: fits the empty send buffer
+            log.warning(
+                "request head over %d bytes from %s: 431 reason=headers_too_large",
+                MAX_HEADER_SIZE,
+                self.peer,
+                extra=event_fields("request", reason="headers_too_large", status=431, ip=self.peer),
+            )
+        super().close(exc_info)
+
+
+# Streams waiting for a request head -> their deadline (loop time). Every deadline is
+# "now + header_timeout", so insertion order is deadline order: the sweep stops at the
+# first one still in time.
+_Heads = dict["_HeadStream", float]
+
+
+class _HeadWatch(tornado.httputil.HTTPMessageDelegate):
+    """Passes one request through; tells the server when its head has arrived."""
+
+    __slots__ = ("_heads", "_inner", "_stream")
+
+    def __init__(
+        self, inner: tornado.httputil.HTTPMessageDelegate, stream: _HeadStream, heads: _Heads
+    ) -> None:
+        self._inner = inner
+        self._stream = stream
+        self._heads = heads
+
+    def headers_received(
+        self,
+        start_line: tornado.httputil.RequestStartLine | tornado.httputil.ResponseStartLine,
+        headers: tornado.httputil.HTTPHeaders,
+    ) -> Any:
+        self._stream.reading_head = False
+        self._heads.pop(self._stream, None)
+        return self._inner.headers_received(start_line, headers)
+
+    def data_received(self, chunk: bytes) -> Any:
+        return self._inner.data_received(chunk)
+
+    def finish(self) -> None:
+        self._inner.finish()
+
+    def on_connection_close(self) -> None:
+        self._heads.pop(self._stream, None)
+        self._inner.on_connection_close()
+
+
+class GatewayHTTPServer(tornado.httpserver.HTTPServer):
+    """Tornado's HTTP server with a header timeout and a 431 answer (see the module doc).
+
+    The deadlines are kept in one dict and checked by one periodic sweep (a
+    dict insert and delete per request, instead of a loop timer each: about
+    3.5 µs less CPU per request, bench/results/admission.md); a slow head is
+    closed up to one sweep period (at most 0.25 s) after its deadline.
+    """
+
+    # Seconds for a whole request head; GatewayServer sets WSAUTH_HEADER_TIMEOUT.
+    header_timeout: float = 5.0
+    _heads: _Heads | None = None
+    _sweeper: tornado.ioloop.PeriodicCallback | None = None
+
+    def handle_stream(self, stream: tornado.iostream.IOStream, address: tuple[Any, ...]) -> None:
+        if type(stream) is tornado.iostream.IOStream:  # plain TCP (the gateway has no TLS)
+            head_stream = _HeadStream(
+                stream.socket,
+                max_buffer_size=stream.max_buffer_size,
+                read_chunk_size=stream.read_chunk_size,
+            )
+            head_stream.peer = str(address[0]) if address else "?"
+            stream = head_stream
+        super().handle_stream(stream, address)
+
+    def start_request(
+        self, server_conn: object, request_conn: tornado.httputil.HTTPConnection
+    ) -> tornado.httputil.HTTPMessageDelegate:
+        delegate = super().start_request(server_conn, request_conn)
+        stream = getattr(request_conn, "stream", None)
+        if not isinstance(stream, _HeadStream):
+            return delegate
+        heads = self._heads
+        if heads is None:  # first request: on the loop now, start the sweep
+            heads = self._heads = {}
+            period = max(0.05, min(0.25, self.header_timeout / 10))
+            self._sweeper = tornado.ioloop.PeriodicCallback(self._sweep, 1000 * period)
+            self._sweeper.start()
+        stream.reading_head = True
+        heads.pop(stream, None)  # a kept-alive connection goes to the end again
+        heads[stream] = tornado.ioloop.IOLoop.current().time() + self.header_timeout
+        return _HeadWatch(delegate, stream, heads)
+
+    def _sweep(self) -> None:
+        heads = self._heads
+        if not heads:
+            return
+        now = tornado.ioloop.IOLoop.current().time()
+        expired = []
+        for stream, deadline in heads.items():
+            if deadline > now:
+                break
+            expired.append(stream)
+        for stream in expired:
+            del heads[stream]
+            _head_timed_out(stream, self.header_timeout)
+
+    def stop(self) -> None:
+        super().stop()
+        if self._sweeper is not None:
+            self._sweeper.stop()
+            self._sweeper = None
+
+
+def _head_timed_out(stream: _HeadStream, timeout: float) -> None:
+    if stream.closed() or not stream.reading_head:
+        return
+    stream.reading_head = False
+    log.info(
+        "request head from %s not complete within %.1f s: closed reason=header_timeout",
+        stream.peer,
+        timeout,
+        extra=event_fields("request", reason="header_timeout", ip=stream.peer),
+    )
+    stream.close()
 
 
 class GatewayServer:
@@ -105,7 +268,8 @@ class GatewayServer:
             for sock in sockets:
                 sock.close()
             raise
-        self._http = tornado.httpserver.HTTPServer(self.app, **server_options(self.settings))
+        self._http = GatewayHTTPServer(self.app, **server_options(self.settings))
+        self._http.header_timeout = self.settings.header_timeout
         self._http.add_sockets(sockets)
 
     async def stop(self, *, timeout: float = SHUTDOWN_TIMEOUT) -> None:
@@ -145,11 +309,38 @@ async def serve(
     try:
         if announce:
             print(f"gateway listening on {server.ws_url}", flush=True)
+        if announce or server_options.get("worker") == 0:
+            for warning in await startup_warnings(server):
+                print(f"warning: {warning}", file=sys.stderr, flush=True)
         await stop.wait()
     finally:
         for number in signals:
             loop.remove_signal_handler(number)
         await server.stop()
+
+
+async def startup_warnings(server: GatewayServer, *, wait: float = 2.0) -> list[str]:
+    """One line for each thing the gateway needs but lacks at start (docs/howto/deploy.md).
+
+    The gateway keeps running: keys are picked up without a restart, and until
+    then every handshake is refused (401 ``unknown_kid``) and ``/readyz`` says
+    ``keyset: false``. A JWKS URL gets ``wait`` seconds for its first fetch.
+    """
+    assert server.app is not None
+    keys = server.app.gateway.keys
+    deadline = time.monotonic() + wait
+    status = keys.status()
+    while not status["keys"] and server.settings.jwks_url and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        status = keys.status()
+    if status["keys"]:
+        return []
+    where = status.get("url") or str(server.settings.keys_dir / "jwks.json")
+    why = f" ({status['last_error']})" if status.get("last_error") else ""
+    return [
+        f"no usable verification key from {where}{why}: every handshake is refused "
+        "(401 unknown_kid) until keys appear there"
+    ]
 
 
 def freeze_startup_heap() -> None:

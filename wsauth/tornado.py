@@ -18,11 +18,14 @@
 registers the connection for pushes, revocation, maximum age and heartbeats
 (what each hook does: :mod:`wsauth.ws.handler`); :class:`GatewayNode` is the
 per-process state (keys, Redis, subscription) it needs. The built-in gateway
-(``wsauth gateway``) is this same class at ``/ws``. How-to:
-docs/howto/tornado.md.
+(``wsauth gateway``) is this same class at ``/ws``, plus protocol v1
+(channels, ``send``, ``refresh``: docs/reference/protocol.md) — that handler is
+:class:`ProtocolHandler`: subclass it (and set ``send_handler``) for protocol v1
+on your own route. How-to: docs/howto/tornado.md.
 """
 
+from wsauth.ws.app import GatewaySocket as ProtocolHandler
 from wsauth.ws.handler import WsAuthMixin, access_log
 from wsauth.ws.node import GatewayNode
 
-__all__ = ["GatewayNode", "WsAuthMixin", "access_log"]
+__all__ = ["GatewayNode", "ProtocolHandler", "WsAuthMixin", "access_log"]

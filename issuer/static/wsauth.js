@@ -7,6 +7,21 @@
 //   });
 //   // later: client.stop();
 //
+// Channels and messages to backends (protocol v1, docs/reference/protocol.md):
+//
+//   await client.subscribe("chat:lobby", (data, message) => show(data));
+//   await client.publish("chat:lobby", { text: "hi" });   // needs pub:chat:lobby in the scope
+//   await client.send({ order: 42 });                     // to the backends' inbox
+//   client.unsubscribe("chat:lobby");
+//
+// Each command returns a Promise of the gateway's reply; a refusal rejects it with a
+// CommandError whose `code` is the reply's error code (e.g. "not_granted"). The client
+// re-subscribes its channels after every reconnect, and when the welcome frame carries
+// `expires_in` (the gateway's WSAUTH_MAX_CONNECTION_AGE) it re-authenticates in band
+// before that deadline: it fetches a fresh token as for a reconnect and sends `refresh`.
+// A channel the gateway leaves on its own (a narrower scope after a refresh, or a refused
+// re-subscribe) is dropped and reported to `onUnsubscribed(channel, reason)`.
+//
 // Every connection attempt fetches a fresh single-use token from the issuer
 // (same origin, session cookie, header X-WSAuth-CSRF: 1) and offers it to the
 // gateway as the subprotocol "wsauth.bearer.<token>" beside "wsauth". What the
@@ -33,6 +48,7 @@ export const CloseCode = Object.freeze({
   REVOKED: 4001,
   REAUTHENTICATE: 4002,
   IDLE: 4003,
+  TOO_SLOW: 4004,
 });
 
 /** The subprotocol the gateway selects; the token rides in a second, "wsauth.bearer.<token>". */
@@ -79,6 +95,11 @@ const MIN_REAUTHENTICATE_AGE_MS = 500;
  * @property {(message: any, event: MessageEvent) => void} [onMessage]
  *           each message, parsed as JSON (the raw data when it is not JSON)
  * @property {(info: CloseInfo) => void} [onClose]   each close of a socket, except by stop()
+ * @property {(channel: string, reason: string) => void} [onUnsubscribed]
+ *           a channel was left without unsubscribe() ("scope_changed", or a re-subscribe's error)
+ * @property {(error: Error) => void} [onRefreshError]   an automatic refresh failed (the
+ *           gateway then closes with 4002 at the deadline and the client reconnects)
+ * @property {number} [refreshAt=0.8]    refresh when this share of `expires_in` has passed
  * @property {number} [baseDelay=500]    first backoff ceiling, ms
  * @property {number} [maxDelay=30000]   backoff cap, ms
  * @property {number} [stableAfter=10000] ms a connection must stay open to reset the backoff
@@ -106,6 +127,17 @@ export class TokenError extends Error {
   }
 }
 
+/** The gateway refused a command (or the connection went away before its reply). */
+export class CommandError extends Error {
+  /** @param {string} code  the reply's error code, or "not_connected" / "connection_closed" */
+  constructor(code, reply = {}) {
+    super(`command refused: ${code}`);
+    this.name = "CommandError";
+    this.code = code;
+    this.reply = reply;
+  }
+}
+
 /** A WebSocket to the wsauth gateway that keeps itself connected with fresh tokens. */
 export class WsAuthClient {
   /** @param {Options} [options] */
@@ -115,6 +147,9 @@ export class WsAuthClient {
     this.onStatus = options.onStatus ?? (() => {});
     this.onMessage = options.onMessage ?? (() => {});
     this.onClose = options.onClose ?? (() => {});
+    this.onUnsubscribed = options.onUnsubscribed ?? (() => {});
+    this.onRefreshError = options.onRefreshError ?? (() => {});
+    this.refreshAt = options.refreshAt ?? 0.8;
     this.baseDelay = options.baseDelay ?? 500;
     this.maxDelay = options.maxDelay ?? 30000;
     this.stableAfter = options.stableAfter ?? 10000;
@@ -130,6 +165,146 @@ export class WsAuthClient {
     this._generation = 0; // bumped by start/stop: callbacks of older attempts are ignored
     this._timer = null;
     this._abort = null;
+    this._nextId = 0;
+    /** @type {Map<number, {resolve: Function, reject: Function}>} replies awaited, by id */
+    this._pending = new Map();
+    /** @type {Map<string, Set<Function>>} channel -> handlers; kept across reconnects */
+    this._channels = new Map();
+    this._refreshTimer = null;
+  }
+
+  // --- protocol v1 ---------------------------------------------------------------
+
+  /**
+   * Subscribe to `channel`; `onMessage(data, message)` gets each of its messages. Resolves
+   * once the gateway has subscribed this connection (at once if it already was). While
+   * not connected, the channel is remembered and subscribed on the next open.
+   * @param {string} channel
+   * @param {(data: any, message: object) => void} [onMessage]
+   */
+  subscribe(channel, onMessage) {
+    let handlers = this._channels.get(channel);
+    const first = handlers === undefined;
+    if (first) {
+      handlers = new Set();
+      this._channels.set(channel, handlers);
+    }
+    if (onMessage) handlers.add(onMessage);
+    if (!this._isOpen()) return Promise.resolve({ pending: true });
+    if (!first) return Promise.resolve({ ok: true });
+    return this._command({ type: "subscribe", channel }).catch((error) => {
+      // A lost connection keeps the channel: it is subscribed again after the reconnect.
+      const lost = error.code === "connection_closed" || error.code === "not_connected";
+      if (!lost && this._channels.get(channel) === handlers) this._channels.delete(channel);
+      throw error;
+    });
+  }
+
+  /**
+   * Stop `onMessage` (or, without it, every handler) getting `channel`; the connection
+   * unsubscribes when no handler is left.
+   */
+  unsubscribe(channel, onMessage) {
+    const handlers = this._channels.get(channel);
+    if (handlers === undefined) return Promise.resolve({ ok: true });
+    if (onMessage) handlers.delete(onMessage);
+    if (onMessage && handlers.size > 0) return Promise.resolve({ ok: true });
+    this._channels.delete(channel);
+    if (!this._isOpen()) return Promise.resolve({ ok: true });
+    return this._command({ type: "unsubscribe", channel });
+  }
+
+  /** Publish `data` (any JSON value) to `channel`; the scope must grant pub: on it. */
+  publish(channel, data) {
+    return this._command({ type: "publish", channel, data });
+  }
+
+  /** Send `data` (any JSON value) to the backends (the inbox stream). */
+  send(data) {
+    return this._command({ type: "send", data });
+  }
+
+  /**
+   * Re-authenticate in band now: a fresh token from the token endpoint, then `refresh`.
+   * Resolves with the reply (its `expires_in`); the channels the new scope no longer
+   * grants are reported to onUnsubscribed before it resolves.
+   */
+  async refresh() {
+    const generation = this._generation;
+    const grant = await this._fetchToken();
+    if (generation !== this._generation || !this._isOpen()) {
+      throw new CommandError("not_connected");
+    }
+    const reply = await this._command({ type: "refresh", token: grant.token });
+    this._scheduleRefresh(reply.expires_in);
+    return reply;
+  }
+
+  _isOpen() {
+    return this.state === "open" && this.socket !== null && this.socket.readyState === 1;
+  }
+
+  _command(frame) {
+    if (!this._isOpen()) return Promise.reject(new CommandError("not_connected"));
+    this._nextId += 1;
+    const id = this._nextId;
+    return new Promise((resolve, reject) => {
+      this._pending.set(id, { resolve, reject });
+      this.socket.send(JSON.stringify({ ...frame, id }));
+    });
+  }
+
+  _onFrame(message) {
+    if (message === null || typeof message !== "object") return false;
+    if (message.type === "reply" && this._pending.has(message.id)) {
+      const { resolve, reject } = this._pending.get(message.id);
+      this._pending.delete(message.id);
+      if (message.error) reject(new CommandError(message.error, message));
+      else resolve(message);
+      return true;
+    }
+    if (message.type === "message") {
+      for (const handler of this._channels.get(message.channel) ?? []) {
+        this._notify(handler, message.data, message);
+      }
+    } else if (message.type === "unsubscribed") {
+      this._channels.delete(message.channel);
+      this._notify(this.onUnsubscribed, message.channel, message.reason);
+    } else if (message.type === "welcome") {
+      this._scheduleRefresh(message.expires_in);
+      this._resubscribe();
+    }
+    return false;
+  }
+
+  _resubscribe() {
+    for (const [channel, handlers] of this._channels) {
+      this._command({ type: "subscribe", channel }).catch((error) => {
+        if (error.code === "not_connected" || error.code === "connection_closed") return;
+        if (this._channels.get(channel) === handlers) this._channels.delete(channel);
+        this._notify(this.onUnsubscribed, channel, error.code);
+      });
+    }
+  }
+
+  _scheduleRefresh(expiresIn) {
+    clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
+    if (typeof expiresIn !== "number" || !(expiresIn > 0)) return;
+    const generation = this._generation;
+    this._refreshTimer = setTimeout(() => {
+      this._refreshTimer = null;
+      if (generation !== this._generation || !this._isOpen()) return;
+      this.refresh().catch((error) => this._notify(this.onRefreshError, error));
+    }, expiresIn * 1000 * this.refreshAt);
+  }
+
+  _dropPending(code) {
+    clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
+    const pending = [...this._pending.values()];
+    this._pending.clear();
+    for (const { reject } of pending) reject(new CommandError(code));
   }
 
   /** Connect (again), unless already connecting or open. */
@@ -152,6 +327,7 @@ export class WsAuthClient {
     const socket = this.socket;
     this.socket = null;
     if (socket && socket.readyState <= 1 /* CONNECTING or OPEN */) socket.close(code, reason);
+    this._dropPending("connection_closed");
     this._setStatus({ state: "stopped", code, reason });
   }
 
@@ -260,12 +436,13 @@ export class WsAuthClient {
           // not JSON: hand over the text as it came
         }
       }
-      this._notify(this.onMessage, message, event);
+      if (!this._onFrame(message)) this._notify(this.onMessage, message, event);
     });
 
     socket.addEventListener("close", (event) => {
       if (generation !== this._generation) return;
       this.socket = null;
+      this._dropPending("connection_closed");
       const lived = openedAt === null ? 0 : Date.now() - openedAt;
       if (lived >= this.stableAfter) this._failures = 0;
       const { code, reason, wasClean } = event;

@@ -1,1 +1,1 @@
-"""The ``wsauth`` command line: the group, ``keys``, ``push``/``revoke`` and ``dev``."""
+"""The ``wsauth`` command line: the group, ``keys``, ``push``/``publish``/``revoke`` and ``dev``."""

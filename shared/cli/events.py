@@ -1,7 +1,8 @@
-"""``wsauth push`` (send a message to a user) and ``wsauth revoke`` (close a user's or a session's
-connections), straight through Redis: no issuer needed, only ``WSAUTH_REDIS_URL`` and
-``WSAUTH_REDIS_PREFIX``. Without ``WSAUTH_REDIS_URL`` they use the Redis of a running
-``wsauth dev`` with the same key store (:mod:`wsauth.shared.cli.discovery`).
+"""``wsauth push`` (send a message to a user), ``wsauth publish`` (to a channel) and
+``wsauth revoke`` (close a user's or a session's connections), straight through Redis: no
+issuer needed, only ``WSAUTH_REDIS_URL`` and ``WSAUTH_REDIS_PREFIX``. Without
+``WSAUTH_REDIS_URL`` they use the Redis of a running ``wsauth dev`` with the same key store
+(:mod:`wsauth.shared.cli.discovery`).
 
 Both print what happened (``--json`` for machines) and exit 0, also when no
 gateway was listening; bad input or Redis down is one line on stderr (naming
@@ -19,7 +20,7 @@ import click
 from wsauth.shared.cli.discovery import redis_failure, redis_url_for
 from wsauth.shared.cli.main import echo_json, fail, load_cli_settings, settings_options
 from wsauth.shared.core.errors import WsAuthError
-from wsauth.shared.state.events import publish_push, publish_revoke
+from wsauth.shared.state.events import publish_message, publish_push, publish_revoke
 from wsauth.shared.state.replay import sync_client
 from wsauth.shared.state.sessions import Revocation, revoke_session, revoke_subject
 
@@ -28,6 +29,14 @@ _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.
 
 def _nodes(count: int) -> str:
     return f"{count} gateway node{'' if count == 1 else 's'}"
+
+
+def _json_argument(message: str) -> Any:
+    text = sys.stdin.read() if message == "-" else message
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        fail(f"JSON: not valid JSON ({error.msg} at position {error.pos})")
 
 
 @click.command()
@@ -40,11 +49,7 @@ def push(sub: str, message: str, as_json: bool) -> None:
 
     A user with no live connection is not an error: nobody receives it.
     """
-    text = sys.stdin.read() if message == "-" else message
-    try:
-        data: Any = json.loads(text)
-    except json.JSONDecodeError as error:
-        fail(f"JSON: not valid JSON ({error.msg} at position {error.pos})")
+    data = _json_argument(message)
     settings = load_cli_settings()
     url = redis_url_for(settings)
     client = sync_client(url, timeout=settings.redis_timeout)
@@ -58,6 +63,32 @@ def push(sub: str, message: str, as_json: bool) -> None:
         echo_json({"sub": sub, "delivered_to_nodes": nodes})
     else:
         click.echo(f"pushed to {sub}: received by {_nodes(nodes)}")
+
+
+@click.command()
+@click.argument("channel")
+@click.argument("message", metavar="JSON")
+@_json_option
+@settings_options
+def publish(channel: str, message: str, as_json: bool) -> None:
+    """Send JSON (any JSON value; - reads stdin) to every connection that joined CHANNEL.
+
+    A channel nobody joined is not an error: nobody receives it.
+    """
+    data = _json_argument(message)
+    settings = load_cli_settings()
+    url = redis_url_for(settings)
+    client = sync_client(url, timeout=settings.redis_timeout)
+    try:
+        nodes = publish_message(client, settings.redis_prefix, channel, data)
+    except WsAuthError as error:
+        fail(redis_failure(error, url))
+    finally:
+        client.close()
+    if as_json:
+        echo_json({"channel": channel, "delivered_to_nodes": nodes})
+    else:
+        click.echo(f"published to {channel}: received by {_nodes(nodes)}")
 
 
 @click.command()

@@ -390,11 +390,61 @@ SETTINGS: tuple[Setting, ...] = (
         bounds="0 (off) to 604800",
     ),
     Setting(
+        "command_rate",
+        _int_between(1, 10000),
+        "50",
+        "Gateway: commands (protocol v1) a connection may send per second on average; "
+        "a command over the limit is answered `rate_limited`.",
+        bounds="1 to 10000",
+    ),
+    Setting(
+        "command_burst",
+        _int_between(1, 10000),
+        "200",
+        "Gateway: commands a connection may send at once above WSAUTH_COMMAND_RATE "
+        "(e.g. re-subscribing after a reconnect).",
+        bounds="1 to 10000",
+    ),
+    Setting(
+        "max_subscriptions",
+        _int_between(0, 10000),
+        "100",
+        "Gateway: channels one connection may be subscribed to at once "
+        "(more: `too_many_subscriptions`).",
+        bounds="0 to 10000",
+    ),
+    Setting(
+        "max_pending_bytes",
+        _int_between(1024, 1024 * 1024 * 1024),
+        "4194304",
+        "Gateway: bytes queued to one connection and not yet written to its socket; a "
+        "slower reader is closed with 4004 (too slow) instead of growing memory.",
+        bounds="1024 to 1073741824",
+    ),
+    Setting(
+        "inbox_max_length",
+        _int_between(1, 10_000_000),
+        "10000",
+        "Gateway: entries kept (about) in the `{prefix}inbox` stream of client `send` "
+        "messages; older ones are trimmed.",
+        bounds="1 to 10000000",
+    ),
+    Setting(
         "idle_timeout",
         _int_between(1, 86400),
         "300",
         "Gateway: seconds before an idle HTTP connection (before the upgrade) is closed.",
         bounds="1 to 86400",
+    ),
+    Setting(
+        "header_timeout",
+        _float_between(0.5, 60.0),
+        "5",
+        "Seconds a client has, from when the server waits for a request, to send the whole "
+        "request head (request line and headers) to the gateway or to `wsauth issuer`; "
+        "then the connection is closed. Separate from WSAUTH_IDLE_TIMEOUT (the gateway "
+        "applies the shorter of the two to a kept-alive connection).",
+        bounds="0.5 to 60",
     ),
     Setting(
         "rate_limit_tokens",
@@ -419,6 +469,23 @@ SETTINGS: tuple[Setting, ...] = (
         "off",
         "Issuer: POST /login attempts per client IP, and per username tried. "
         "Recommended: 10/minute.",
+        bounds="as above",
+    ),
+    Setting(
+        "rate_limit_push",
+        _rate_limit,
+        "off",
+        "Issuer: pushes per principal (logged-in user on /push-self, API client on "
+        "/api/push), counted in Redis after authentication; 429 when exceeded. "
+        "Recommended: 60/minute.",
+        bounds="as above",
+    ),
+    Setting(
+        "rate_limit_per_ip",
+        _rate_limit,
+        "off",
+        "Issuer: requests per client IP (IPv6: per /64) to the other endpoints that do work "
+        "per request: /logout, /push-self, /api/push, /readyz. Recommended: 600/minute.",
         bounds="as above",
     ),
     Setting(
@@ -485,10 +552,18 @@ class Settings:
     ping_interval: int
     ping_timeout: int
     max_connection_age: int
+    command_rate: int
+    command_burst: int
+    max_subscriptions: int
+    max_pending_bytes: int
+    inbox_max_length: int
     idle_timeout: int
+    header_timeout: float
     rate_limit_tokens: str | None
     rate_limit_tokens_per_ip: str | None
     rate_limit_login: str | None
+    rate_limit_push: str | None
+    rate_limit_per_ip: str | None
     rate_limit_handshakes: str | None
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...]
     cookie_secure: bool

@@ -19,15 +19,18 @@ token itself.
     │   ├── AlgorithmNotAllowed     alg_not_allowed
     │   ├── BadSignature            bad_signature
     │   ├── InvalidClaims           invalid_claims
+    │   │   └── InvalidScope        invalid_scope (a scope word that is not a grant, at mint)
     │   ├── Expired                 token_expired
     │   ├── NotYetValid             token_not_yet_valid
     │   ├── LifetimeTooLong         lifetime_too_long
     │   ├── WrongIssuer             wrong_issuer
     │   ├── WrongAudience           wrong_audience
-    │   └── Replayed                token_replayed
+    │   ├── Replayed                token_replayed
+    │   └── Revoked                 token_revoked (its sub or sid was revoked)
     ├── BadRequest                  400
     │   ├── MultipleTokens          multiple_tokens
     │   ├── BadEvent                bad_event (push/revoke event malformed)
+    │   ├── BadChannel              bad_channel (a channel name outside the grammar)
     │   └── EventTooLarge           413  event_too_large
     ├── NotAuthenticated            401  not_authenticated (issuer: no session / bad credentials)
     ├── Forbidden                   403  forbidden (e.g. an API client without the push permission)
@@ -35,6 +38,12 @@ token itself.
     │   ├── CsrfRejected            csrf_rejected
     │   └── HostRefused             host_refused (a host's identity/scope callable failed)
     ├── RateLimited                 429  rate_limited (``retry_after`` seconds)
+    ├── CommandError                     bad_command (a socket command refused: a reply, never HTTP)
+    │   ├── MalformedFrame               bad_json
+    │   ├── UnknownCommand               unknown_type
+    │   ├── NotGranted                   not_granted (the connection's scope does not grant it)
+    │   ├── TooManySubscriptions         too_many_subscriptions
+    │   └── SubjectMismatch              subject_mismatch (refresh with another sub or sid)
     ├── Unavailable                 503  redis_unavailable / no_signing_key / keyset_stale /
     │                                    jwks_invalid
     ├── ConfigError                      bad_config (start-up; never an HTTP answer)
@@ -107,6 +116,12 @@ class InvalidClaims(InvalidToken):
     code = "invalid_claims"
 
 
+class InvalidScope(InvalidClaims):
+    """A scope to mint holds a word that is not a grant (:mod:`wsauth.shared.core.scopes`)."""
+
+    code = "invalid_scope"
+
+
 class Expired(InvalidToken):
     code = "token_expired"
 
@@ -133,6 +148,12 @@ class Replayed(InvalidToken):
     code = "token_replayed"
 
 
+class Revoked(InvalidToken):
+    """The token's session (``sid``) was revoked, or its ``sub`` after the token was minted."""
+
+    code = "token_revoked"
+
+
 class BadRequest(WsAuthError):
     code = "bad_request"
     status = 400
@@ -146,6 +167,12 @@ class BadEvent(BadRequest):
     """A push or revoke event is not what :mod:`wsauth.shared.state.events` defines."""
 
     code = "bad_event"
+
+
+class BadChannel(BadRequest):
+    """A channel name outside :data:`wsauth.shared.core.channels.CHANNEL_PATTERN`."""
+
+    code = "bad_channel"
 
 
 class EventTooLarge(BadRequest):
@@ -191,6 +218,42 @@ class RateLimited(WsAuthError):
     def __init__(self, detail: str = "", *, retry_after: int = 1, **context: object) -> None:
         super().__init__(detail, retry_after=retry_after, **context)
         self.retry_after = max(1, int(retry_after))
+
+
+class CommandError(WsAuthError):
+    """A command on an open connection is refused; the reply carries ``code``
+    (docs/reference/protocol.md). Never an HTTP answer."""
+
+    code = "bad_command"
+    status = 400
+
+
+class MalformedFrame(CommandError):
+    """Not a JSON object in a text frame."""
+
+    code = "bad_json"
+
+
+class UnknownCommand(CommandError):
+    code = "unknown_type"
+
+
+class NotGranted(CommandError):
+    """The connection's current scope does not grant this channel action."""
+
+    code = "not_granted"
+    status = 403
+
+
+class TooManySubscriptions(CommandError):
+    code = "too_many_subscriptions"
+
+
+class SubjectMismatch(CommandError):
+    """A ``refresh`` token is for another ``sub`` or ``sid`` than the connection's."""
+
+    code = "subject_mismatch"
+    status = 403
 
 
 class Unavailable(WsAuthError):

@@ -1,22 +1,36 @@
-"""Events from backends to live connections: push a message to a user, revoke connections.
+"""Events from backends to live connections: push to a user, a message to a channel, revoke.
 
-Every event travels on ONE Redis pub/sub channel, ``{prefix}events``; each
-gateway process holds one subscription to it (:mod:`wsauth.ws.fanout`) and
-delivers to its own connections. One channel keeps the Redis side trivial
-(a gateway needs no per-user subscriptions) at the cost of every node
-seeing every event; a node drops events for users it does not hold, which
-is a dictionary lookup. ``PUBLISH`` answers how many gateway processes
-received the event — not how many connections.
+Where an event travels (Redis pub/sub), DESIGN.md "Delivery across nodes":
+
+- a **push** to user ``sub`` on the user's topic ``{prefix}user:<sub>``;
+- a **message** to channel ``name`` on the channel's topic ``{prefix}channel:<name>``;
+- a **revocation** on the one broadcast channel ``{prefix}events``, which
+  every gateway process reads.
+
+A gateway process subscribes to a topic only while it holds a connection of
+that user or a member of that channel (:mod:`wsauth.ws.fanout`), so a node
+does no work for users and channels it does not hold. ``PUBLISH`` answers how
+many gateway processes received the event — for a topic, the ones holding
+that user or channel; not how many connections. On a Redis Cluster whose
+servers have sharded pub/sub (Redis >= 7), topics use ``SPUBLISH``
+(:func:`wsauth.shared.state.redis_conn.sharded_pubsub`): a message then goes
+to the one master of its hash slot rather than to every node of the Cluster.
+
+Gateways still deliver a push or message that arrives on the broadcast
+channel (what publishers before per-topic fan-out sent), so during an upgrade,
+upgrade the gateways first, then the publishers.
 
 Wire format (JSON, UTF-8, at most :data:`MAX_EVENT_BYTES`)::
 
-    {"type": "push",   "sub": "alice", "data": <any JSON value>}
-    {"type": "revoke", "sub": "alice", "at": 1700000000.5}
-    {"type": "revoke", "sid": "Qm9...", "at": 1700000000.5}
-    {"type": "revoke", "kid": "NzbL...", "at": 1700000000.5}   (a signing key: wsauth revoke --kid)
+    {"type": "push",    "sub": "alice", "data": <any JSON value>}
+    {"type": "message", "channel": "chat:lobby", "data": <any JSON value>}
+    {"type": "revoke",  "sub": "alice", "at": 1700000000.5}
+    {"type": "revoke",  "sid": "Qm9...", "at": 1700000000.5}
+    {"type": "revoke",  "kid": "NzbL...", "at": 1700000000.5}   (a signing key: wsauth revoke --kid)
     {"type": "report_keyset", "id": "Yx3..."}   (wsauth keys gateways: every process reports)
 
-A push goes to the socket as ``{"type": "push", "data": ...}``. Pub/sub is
+A push goes to the socket as ``{"type": "push", "data": ...}``, a message as
+``{"type": "message", "channel": ..., "data": ...}``. Pub/sub is
 at-most-once: a push to a user with no live connection, or published while
 a gateway is reconnecting to Redis, is dropped (a no-op, not an error).
 Revocations do not depend on it alone: :mod:`wsauth.shared.state.sessions` also records
@@ -39,16 +53,28 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from wsauth.shared.core.errors import BadEvent, EventTooLarge, Unavailable
+from wsauth.shared.core.channels import check_channel
+from wsauth.shared.core.errors import BadEvent, EventTooLarge, Unavailable, WsAuthError
 from wsauth.shared.core.tokens import MAX_SID_LENGTH, MAX_SUB_LENGTH
+from wsauth.shared.state.redis_conn import ready, sharded_pubsub
 
 MAX_EVENT_BYTES = 64 * 1024
 CHANNEL_SUFFIX = "events"
 
 
 def channel(prefix: str) -> str:
-    """The one pub/sub channel of all events: ``{prefix}events``."""
+    """The broadcast pub/sub channel every gateway reads: ``{prefix}events``."""
     return f"{prefix}{CHANNEL_SUFFIX}"
+
+
+def user_topic(prefix: str, sub: str) -> str:
+    """The pub/sub topic of the pushes to user ``sub``: ``{prefix}user:<sub>``."""
+    return f"{prefix}user:{sub}"
+
+
+def channel_topic(prefix: str, name: str) -> str:
+    """The pub/sub topic of the messages of channel ``name``: ``{prefix}channel:<name>``."""
+    return f"{prefix}channel:{name}"
 
 
 @dataclass(frozen=True)
@@ -80,6 +106,14 @@ def _one_target(sub: object, sid: object, kid: object) -> None:
 
 
 @dataclass(frozen=True)
+class Message:
+    """Deliver ``data`` (any JSON value) to every connection that joined ``channel``."""
+
+    channel: str
+    data: Any
+
+
+@dataclass(frozen=True)
 class ReportKeyset:
     """Ask every gateway process to write its keyset report under request ``id``
     (:mod:`wsauth.shared.state.keyset_reports`)."""
@@ -87,7 +121,7 @@ class ReportKeyset:
     id: str
 
 
-Event = Push | Revoke | ReportKeyset
+Event = Push | Revoke | Message | ReportKeyset
 MAX_REPORT_ID_LENGTH = 64
 
 
@@ -110,6 +144,8 @@ def encode(event: Event) -> bytes:
         document["data"] = event.data
     elif isinstance(event, ReportKeyset):
         document = {"type": "report_keyset", "id": _check_report_id(event.id)}
+    elif isinstance(event, Message):
+        document = {"type": "message", "channel": _channel(event.channel), "data": event.data}
     else:
         _one_target(event.sub, event.sid, event.kid)
         document = {"type": "revoke"}
@@ -167,6 +203,10 @@ def decode(raw: bytes | str) -> Event:
         )
     if kind == "report_keyset":
         return ReportKeyset(_check_report_id(document.get("id")))
+    if kind == "message":
+        if "data" not in document:
+            raise BadEvent("a message event has data")
+        return Message(_channel(document.get("channel")), document["data"])
     raise BadEvent("unknown event type")
 
 
@@ -181,32 +221,65 @@ def _check_report_id(value: object) -> str:
     return value
 
 
-def socket_message(push: Push) -> str:
-    """What a connection receives for ``push``: ``{"type": "push", "data": ...}``."""
-    return json.dumps(
-        {"type": "push", "data": push.data}, separators=(",", ":"), ensure_ascii=False
+def _channel(name: object) -> str:
+    try:
+        return check_channel(name)
+    except WsAuthError as error:
+        raise BadEvent(str(error)) from None
+
+
+def socket_message(event: Push | Message) -> str:
+    """What a connection receives: ``{"type": "push", "data": ...}`` for a push,
+    ``{"type": "message", "channel": <name>, "data": ...}`` for a channel message."""
+    document: dict[str, Any] = (
+        {"type": "push", "data": event.data}
+        if isinstance(event, Push)
+        else {"type": "message", "channel": event.channel, "data": event.data}
     )
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+
+
+def topic_of(prefix: str, event: Event) -> str:
+    """Where ``event`` is published: its user's or channel's topic, or (a revocation)
+    the broadcast channel."""
+    if isinstance(event, Push):
+        return user_topic(prefix, event.sub)
+    if isinstance(event, Message):
+        return channel_topic(prefix, event.channel)
+    return channel(prefix)
+
+
+def _sharded(client: object, event: Event) -> bool:
+    """``SPUBLISH`` for a topic on a Cluster with sharded pub/sub, else ``PUBLISH``."""
+    return not isinstance(event, Revoke | ReportKeyset) and sharded_pubsub(client)[0]
 
 
 def publish(client: redis.Redis, prefix: str, event: Event) -> int:
-    """Publish ``event``; return how many gateway processes received it.
+    """Publish ``event`` where it travels (module docstring); return how many gateway
+    processes received it.
 
     Raises:
         BadEvent, EventTooLarge: see :func:`encode` (nothing is published).
         Unavailable: Redis did not answer in time.
     """
-    body = encode(event)
+    body, topic = encode(event), topic_of(prefix, event)
     try:
-        return int(client.publish(channel(prefix), body))
+        if _sharded(client, event):
+            return int(client.spublish(topic, body))
+        return int(client.publish(topic, body))
     except redis.RedisError as error:
         raise Unavailable(type(error).__name__) from None
 
 
 async def apublish(client: redis.asyncio.Redis, prefix: str, event: Event) -> int:
-    """:func:`publish` for ``redis.asyncio`` clients."""
-    body = encode(event)
+    """:func:`publish` for ``redis.asyncio`` clients (a Cluster client: after its first
+    command, or :func:`wsauth.shared.state.redis_conn.ready`, it knows whether to shard)."""
+    body, topic = encode(event), topic_of(prefix, event)
     try:
-        return int(await client.publish(channel(prefix), body))
+        await ready(client)  # a Cluster client loads its slot map and command table
+        if _sharded(client, event):
+            return int(await client.spublish(topic, body))
+        return int(await client.publish(topic, body))
     except (redis.RedisError, OSError) as error:
         raise Unavailable(type(error).__name__) from None
 
@@ -214,8 +287,8 @@ async def apublish(client: redis.asyncio.Redis, prefix: str, event: Event) -> in
 def publish_push(client: redis.Redis, prefix: str, sub: str, data: Any) -> int:
     """Deliver ``data`` to every live connection of ``sub`` on every gateway node.
 
-    Returns the number of gateway processes subscribed (0 when none runs).
-    A user with no live connection is not an error: the message is dropped.
+    Returns the number of gateway processes holding a connection of ``sub`` (0 when
+    none does). A user with no live connection is not an error: the message is dropped.
 
     Raises:
         BadEvent: ``sub`` is empty or too long, or ``data`` is not JSON-serialisable.
@@ -246,6 +319,27 @@ def publish_revoke(
     """
     at = time.time() if now is None else now
     return publish(client, prefix, Revoke(sub=sub, sid=sid, at=at, kid=kid))
+
+
+def publish_message(client: redis.Redis, prefix: str, channel: str, data: Any) -> int:
+    """Deliver ``data`` to every connection that joined ``channel``, on every gateway node.
+
+    Returns how many gateway processes hold a member of ``channel`` (0: none; not an error).
+
+    Raises:
+        BadChannel: ``channel`` is outside the channel grammar (nothing is published).
+        BadEvent: ``data`` is not JSON-serialisable.
+        EventTooLarge: the event is over :data:`MAX_EVENT_BYTES`.
+        Unavailable: Redis did not answer in time.
+    """
+    return publish(client, prefix, Message(check_channel(channel), data))
+
+
+async def apublish_message(
+    client: redis.asyncio.Redis, prefix: str, channel: str, data: Any
+) -> int:
+    """:func:`publish_message` for asyncio code (``redis.asyncio``); same answer and errors."""
+    return await apublish(client, prefix, Message(check_channel(channel), data))
 
 
 async def apublish_push(client: redis.asyncio.Redis, prefix: str, sub: str, data: Any) -> int:

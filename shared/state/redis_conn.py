@@ -334,6 +334,26 @@ async def ready(client: redis.asyncio.Redis) -> None:
             raise ClusterUnavailable(str(error)) from None
 
 
+def sharded_pubsub(client: object) -> tuple[bool, str]:
+    """Whether topics use sharded pub/sub (``SSUBSCRIBE``/``SPUBLISH``) on ``client``, and why.
+
+    True only for a Cluster client whose servers have the commands (Redis >= 7):
+    there, classic pub/sub would copy every message to every node. Read from
+    the command table that redis-py's Cluster client loads with its slot map
+    (:func:`ready` for an asyncio client), so it costs no command; publishers
+    and gateways on one Cluster reach the same answer.
+    """
+    if not isinstance(
+        client, LazyCluster | redis.cluster.RedisCluster | redis.asyncio.cluster.RedisCluster
+    ):
+        return False, "not a Redis Cluster"
+    parser = getattr(client, "commands_parser", None)
+    commands = getattr(parser, "commands", None) or {}
+    if "ssubscribe" in commands and "spublish" in commands:
+        return True, "Redis Cluster with sharded pub/sub"
+    return False, "the Cluster's servers have no sharded pub/sub (Redis < 7)"
+
+
 class SentinelMaster(redis.Redis):
     """The master named by the sentinels; closing it closes the sentinel connections too."""
 

@@ -18,7 +18,9 @@ Automatic pipelining (gateway): every ``GETDEL`` asked for during one turn of
 the event loop goes to Redis in one pipeline (one write, one round trip, one
 pooled connection) instead of one command each. Under load this cuts the
 client-side cost of a consume from about 80 to under 20 µs of CPU
-(docs/performance.md). It changes nothing in the guarantees: each ``GETDEL``
+(docs/performance.md). The gateway's revocation reads (``GET`` of the
+records of :mod:`wsauth.shared.state.sessions`) ride in the same pipeline,
+right after their handshake's ``GETDEL``. It changes nothing in the guarantees: each ``GETDEL``
 is still its own atomic command (a non-transactional pipeline), so of racing
 uses of one jti, in one batch or not, exactly one sees the value; and a batch
 that fails or times out fails every consume in it with
@@ -107,30 +109,37 @@ class AsyncReplayGuard:
     def __init__(self, client: redis.asyncio.Redis, *, prefix: str) -> None:
         self._client = client
         self._prefix = prefix
-        # GETDELs waiting for the next pipeline: (key, future of the reply).
-        self._queue: list[tuple[str, asyncio.Future[Any]]] = []
+        # GETDELs waiting for the next pipeline: (key, keys to GET after it, future of
+        # the replies).
+        self._queue: list[tuple[str, tuple[str, ...], asyncio.Future[Any]]] = []
         self._batches: set[asyncio.Task[None]] = set()
 
-    async def consume(self, claims: Claims) -> None:
+    async def consume(self, claims: Claims, *, also_get: tuple[str, ...] = ()) -> list[Any]:
         """Delete the jti; succeed only if it was there and belonged to ``sub``.
+
+        ``also_get``: keys to ``GET`` in the same pipeline, right after the
+        ``GETDEL`` (the gateway reads the revocation records this way: no
+        extra round trip). Returns their values, in order (None: no such key).
 
         Raises:
             Replayed: already used, expired from Redis, or never issued here.
             Unavailable: Redis did not answer in time (fail closed).
         """
-        owner = await self._getdel(jti_key(self._prefix, claims.jti))
+        owner, *values = await self._getdel(jti_key(self._prefix, claims.jti), also_get)
         if owner is None:
             raise Replayed()
         expected = claims.sub.encode("utf-8")
         got = owner if isinstance(owner, bytes) else str(owner).encode("utf-8")
         if not hmac.compare_digest(got, expected):
             raise Replayed("jti belongs to another subject")
+        return list(values)
 
-    def _getdel(self, key: str) -> asyncio.Future[Any]:
-        """Queue ``GETDEL key`` for the pipeline sent at the end of this loop turn."""
+    def _getdel(self, key: str, also_get: tuple[str, ...] = ()) -> asyncio.Future[Any]:
+        """Queue ``GETDEL key`` (and ``GET`` of ``also_get``) for the pipeline sent at the
+        end of this loop turn; the future's result is the list of replies."""
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((key, reply))
+        self._queue.append((key, also_get, reply))
         if len(self._queue) == 1:
             # call_soon runs after every callback already scheduled for this
             # turn: the handshakes that are ready now all join one batch.
@@ -144,24 +153,31 @@ class AsyncReplayGuard:
             self._batches.add(task)
             task.add_done_callback(self._batches.discard)
 
-    async def _execute(self, batch: list[tuple[str, asyncio.Future[Any]]]) -> None:
+    async def _execute(self, batch: list[tuple[str, tuple[str, ...], asyncio.Future[Any]]]) -> None:
         replies: list[Any] = []
         failure: BaseException | None = None
         try:
             pipe = self._client.pipeline(transaction=False)
-            for key, _reply in batch:
+            for key, also_get, _reply in batch:
                 pipe.getdel(key)
+                for other in also_get:
+                    pipe.get(other)
             replies = await pipe.execute(raise_on_error=False)
         except BaseException as error:  # every waiter must get an answer
             failure = error
-        for index, (_key, reply) in enumerate(batch):
+        start = 0
+        for _key, also_get, reply in batch:
+            count = 1 + len(also_get)
+            values = replies[start : start + count]
+            start += count
             if reply.done():  # its handshake was cancelled meanwhile
                 continue
-            value = replies[index] if failure is None and index < len(replies) else failure
-            if failure is None and index < len(replies) and not isinstance(value, BaseException):
-                reply.set_result(value)
+            bad = next((value for value in values if isinstance(value, BaseException)), None)
+            if failure is None and len(values) == count and bad is None:
+                reply.set_result(values)
             else:
-                reply.set_exception(Unavailable(type(value).__name__ if value else "no reply"))
+                cause = failure or bad
+                reply.set_exception(Unavailable(type(cause).__name__ if cause else "no reply"))
         if isinstance(failure, asyncio.CancelledError):
             raise failure
 

@@ -21,7 +21,15 @@ Revoking a session (:func:`revoke_session`) does three things, in this order:
 Revoking a subject (:func:`revoke_subject`) closes every connection of that
 user opened with a token minted before the revocation; the user may connect
 again with new tokens (it is a "kick", not a ban — remove the user or API
-client to ban it).
+client to ban it), but not from a login session older than the revocation:
+the issuer refuses to mint for it (:func:`login_is_revoked`), so the user
+logs in again.
+
+Who reads the records: the issuer before it mints for a session
+(:func:`login_is_revoked`, one pipelined round trip), and every gateway node at
+every handshake, in the pipeline of the token's ``GETDEL``
+(:meth:`wsauth.ws.gateway.Gateway.authenticate`), so a revocation holds for
+new handshakes on a node that started after the event or missed it.
 """
 
 from __future__ import annotations
@@ -161,3 +169,30 @@ def session_is_revoked(client: redis.Redis, prefix: str, sid: str) -> bool:
         return bool(client.exists(revoked_session_key(prefix, sid)))
     except redis.RedisError as error:
         raise Unavailable(type(error).__name__) from None
+
+
+def login_is_revoked(
+    client: redis.Redis, prefix: str, *, sid: str, sub: str, login_at: float
+) -> bool:
+    """True when session ``sid`` was revoked, or ``sub`` was revoked after ``login_at``.
+
+    One round trip (``EXISTS`` and ``GET``, pipelined, not transactional: two slots).
+
+    Raises:
+        Unavailable: Redis did not answer in time (fail closed).
+    """
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            pipe.exists(revoked_session_key(prefix, sid))
+            pipe.get(revoked_subject_key(prefix, sub))
+            session_revoked, sub_at = pipe.execute()
+    except redis.RedisError as error:
+        raise Unavailable(type(error).__name__) from None
+    if session_revoked:
+        return True
+    if sub_at is None:
+        return False
+    try:
+        return login_at <= float(sub_at)
+    except ValueError:
+        return True  # an unreadable record: fail closed

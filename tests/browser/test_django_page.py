@@ -47,7 +47,7 @@ def test_the_django_page_connects_with_its_rendered_token_and_reconnects_with_a_
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     log = page.locator("#log li")
-    expect(log.first).to_have_text('{"type": "welcome", "sub": "alice"}')
+    expect(log.first).to_have_text('{"type":"welcome","sub":"alice"}')
     publish_push(redis_client, "wsauth:", "alice", "hello from a backend")
     expect(log.nth(1)).to_have_text('{"type":"push","data":"hello from a backend"}')
     # 4002: the page fetches a fresh token from the token view (POST, X-CSRFToken).
@@ -55,4 +55,4 @@ def test_the_django_page_connects_with_its_rendered_token_and_reconnects_with_a_
         lambda: gateway.app.gateway.close_connections(code=REAUTHENTICATE, reason="reauthenticate")
     )
     expect(log.nth(2)).to_have_text("closed 4002")
-    expect(log.nth(3)).to_have_text('{"type": "welcome", "sub": "alice"}')
+    expect(log.nth(3)).to_have_text('{"type":"welcome","sub":"alice"}')

@@ -27,7 +27,7 @@ from referencing.jsonschema import DRAFT202012
 
 from tests.support.issuer_server import run_issuer
 from wsauth.issuer import create_app
-from wsauth.issuer.clients import MINT, PUSH, ClientStore
+from wsauth.issuer.clients import MINT, PUBLISH, PUSH, ClientStore
 from wsauth.issuer.users import UserStore
 from wsauth.shared.core.config import Settings
 from wsauth.shared.state.redis_server import free_port
@@ -154,6 +154,7 @@ TOKEN_OPERATIONS = {
     ("/login", "post"),
     ("/push-self", "post"),
     ("/api/push", "post"),
+    ("/api/publish", "post"),
 }
 SESSION_OPERATIONS = {("/", "get"), ("/login", "get"), ("/login", "post"), ("/logout", "post")}
 KEY_OPERATIONS = {
@@ -258,6 +259,18 @@ def test_token_answers_match_the_spec(issuer: Issuer, checked: Checked) -> None:
     assert [answer.status_code for answer in exchanges] == [200, 400, 400, 403, 403]
     for answer in exchanges:
         checked.answer("/api/tokens", "post", answer)
+
+    publisher = ClientStore.in_dir(issuer.settings.keys_dir).add("pub", permissions={PUBLISH})
+    published = [
+        post(f"{url}/api/publish", auth=publisher, json={"channel": "room", "data": {"n": 1}}),
+        post(f"{url}/api/publish", auth=publisher, json={"channel": "no room", "data": 1}),
+        post(f"{url}/api/publish", auth=publisher, data="channel=room"),
+        post(f"{url}/api/publish", auth=pusher, json={"channel": "room", "data": 1}),
+        post(f"{url}/api/publish", auth=(publisher[0], "x"), json={"channel": "r", "data": 1}),
+    ]
+    assert [answer.status_code for answer in published] == [200, 400, 400, 403, 401]
+    for answer in published:
+        checked.answer("/api/publish", "post", answer)
     assert checked.operations == TOKEN_OPERATIONS
 
 

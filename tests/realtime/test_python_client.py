@@ -55,7 +55,7 @@ def test_after_a_4002_close_the_client_reconnects_at_once_with_a_new_token(
 
     async def scenario(url: str) -> list[str | bytes]:
         received: list[str | bytes] = []
-        async with recorder.make(url) as client:
+        async with recorder.make(url, refresh_at=None) as client:  # no in-band refresh
             async for message in client:
                 received.append(message)
                 if len(received) == 2:

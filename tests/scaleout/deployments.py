@@ -81,12 +81,42 @@ def cluster_support() -> str | None:
     return None
 
 
+def server_major(server: str) -> int | None:
+    """The major version of the ``redis-server`` binary ``server``, None if it cannot tell."""
+    try:
+        probe = subprocess.run([server, "--version"], capture_output=True, text=True, timeout=10)
+    except OSError:
+        return None
+    digits = probe.stdout.strip().split("v=", 1)[-1].split(" ", 1)[0]
+    head = digits.split(".", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def find_redis7_server() -> str | None:
+    """A ``redis-server`` of version 7 or later (sharded pub/sub), or None.
+
+    ``$WSAUTH_REDIS7_SERVER``, then the one ``scripts/ensure-redis7`` unpacks
+    into ``.redis7/`` (Debian's ``redis-server`` package, no service started),
+    then ``redis-server`` on ``PATH``.
+    """
+    candidates = [
+        os.environ.get("WSAUTH_REDIS7_SERVER", ""),
+        str(Path(__file__).resolve().parents[2] / ".redis7" / "bin" / "redis-server"),
+        shutil.which("redis-server") or "",
+    ]
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK) and (server_major(candidate) or 0) >= 7:
+            return candidate
+    return None
+
+
 @dataclass
 class RedisCluster:
     """Three masters (no replicas) joined by ``redis-cli --cluster create``."""
 
     masters: int = 3
     nodes: list[EmbeddedRedis] = field(default_factory=list)
+    binary: str | None = None  # default: find_redis_server()
 
     @property
     def addresses(self) -> list[str]:
@@ -98,7 +128,7 @@ class RedisCluster:
         return "redis+cluster://" + ",".join(self.addresses)
 
     def start(self) -> RedisCluster:
-        server = find_redis_server()
+        server = self.binary or find_redis_server()
         cli = find_redis_cli(server)
         assert cli is not None, "cluster_support() was not checked"
         for _index in range(self.masters):

@@ -1,8 +1,10 @@
 """wsauth on a real 3-master Redis Cluster: an issuer and two gateways, all in cluster mode.
 
 Token records, session indexes and revocation records are single-key
-commands, so they spread over the masters; push and revoke use classic
-PUBLISH/SUBSCRIBE, which a Cluster broadcasts to every node.
+commands, so they spread over the masters; revocations use classic
+PUBLISH/SUBSCRIBE, which a Cluster broadcasts to every node, and pushes the
+user's topic: sharded pub/sub where the servers have it (Redis >= 7), else
+classic (the embedded 6.2; tests/scaleout/test_sharded.py covers both).
 """
 
 from __future__ import annotations
@@ -105,8 +107,13 @@ def test_a_push_through_the_cluster_reaches_connections_on_both_gateways(
         nodes = publish_push(client, cluster_settings.redis_prefix, "alice", {"n": 1})
         assert next_json(on_first) == {"type": "push", "data": {"n": 1}}
         assert next_json(on_second) == {"type": "push", "data": {"n": 1}}
-    # PUBLISH and SUBSCRIBE both go to the master of the channel's slot: an exact count.
-    assert nodes == 2
+    if first.app.gateway.fanout and first.app.gateway.fanout.mode == "sharded":
+        # SPUBLISH and SSUBSCRIBE both go to the master of the topic's slot: an exact count.
+        assert nodes == 2
+    else:
+        # Classic pub/sub: the gateways subscribe on the broadcast channel's master and
+        # the Cluster relays the PUBLISH there; the count is the publisher's master's own.
+        assert 0 <= nodes <= 2
 
 
 def test_logout_on_the_cluster_closes_sockets_on_both_gateways_and_deletes_unused_tokens(

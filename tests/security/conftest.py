@@ -147,9 +147,12 @@ class Probe:
     def accepted(
         self, headers: list[tuple[str, str]], jti: str, *, token: str, path: str = "/ws"
     ) -> Answer:
-        """The upgrade happens and the jti is consumed with exactly one GETDEL."""
+        """The upgrade happens and the jti is consumed with exactly one GETDEL (and the
+        GET of the revocation records, ``revoked_sub`` and ``revoked_sid`` when the token
+        has a sid, in the same pipeline)."""
         answer, seen = self.send(headers, path=path)
         assert answer.status == 101, answer
+        assert seen.commands.pop("get", 0) in (1, 2), seen.commands
         assert seen.commands == {"getdel": 1}
         assert seen.dbsize_change == -1
         assert not self.minter.recorded(jti)

@@ -32,9 +32,10 @@ from wsauth.shared.state.replay import jti_key
 WEBSOCKET_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 # Loggers of the services under test: wsauth's own and the frameworks they run in.
 SERVICE_LOGGERS = ("wsauth", "tornado", "werkzeug")
-# Commands that are not about tokens: the probes' own, and the keep-alive of the
-# gateway's pub/sub subscription, which may fire at any time.
-NOT_TOKEN_COMMANDS = frozenset({"info", "dbsize", "ping"})
+# Commands that are not about tokens: the probes' own, and the gateway's pub/sub —
+# its keep-alive, which may fire at any time, and the user topic an accepted
+# connection subscribes to and a closed one leaves (wsauth.ws.fanout).
+NOT_TOKEN_COMMANDS = frozenset({"info", "dbsize", "ping", "subscribe", "unsubscribe"})
 REMOVE: Any = object()  # a claim or header member to leave out
 
 

@@ -21,9 +21,9 @@ import requests
 
 from tests.docs.test_openapi import Checked
 from tests.security.conftest import Probe
-from tests.security.support import handshake, offer
+from tests.security.support import ServiceLog, handshake, offer
 from tests.support.issuer_server import run_issuer
-from wsauth.issuer.clients import ClientStore
+from wsauth.issuer.clients import PUSH, ClientStore
 from wsauth.issuer.users import UserStore
 from wsauth.shared.core.config import Settings
 from wsauth.shared.state.redis_server import EmbeddedRedis
@@ -228,6 +228,62 @@ def test_the_issuers_limiter_fails_closed_with_503_when_redis_is_down(
             redis_server.restart()
         assert answer.status_code == 503
         assert answer.json() == {"error": "redis_unavailable"}
+
+
+def _logged_in(url: str) -> requests.Session:
+    browser = requests.Session()
+    login = {"username": ALICE[0], "password": ALICE[1]}
+    assert browser.post(f"{url}/login", json=login, headers=CSRF, timeout=5).status_code == 200
+    return browser
+
+
+def test_pushes_to_self_over_the_push_limit_get_429_with_retry_after(
+    serve_issuer: Any, service_log: ServiceLog
+) -> None:
+    with serve_issuer(rate_limit_push="2/minute") as (url, _settings), _logged_in(url) as b:
+        pushes = [
+            b.post(f"{url}/push-self", json={"data": n}, headers=CSRF, timeout=5).status_code
+            for n in range(2)
+        ]
+        assert pushes == [200, 200]
+        service_log.caplog.clear()
+        assert_rate_limited(b.post(f"{url}/push-self", json={"data": 3}, headers=CSRF, timeout=5))
+        service_log.expect_refusal("rate_limited", logger="wsauth.issuer")
+
+
+def test_an_api_client_over_the_push_limit_gets_429_while_another_pushes(
+    serve_issuer: Any,
+) -> None:
+    with serve_issuer(rate_limit_push="1/minute") as (url, settings):
+        store = ClientStore.in_dir(settings.keys_dir)
+        first = store.add("first", permissions=frozenset({PUSH}))
+        second = store.add("second", permissions=frozenset({PUSH}))
+        body = {"sub": "alice", "data": 1}
+
+        def push(auth: tuple[str, str]) -> requests.Response:
+            return requests.post(f"{url}/api/push", json=body, auth=auth, timeout=5)
+
+        assert push(first).status_code == 200
+        assert_rate_limited(push(first))
+        assert push(second).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/logout"), ("POST", "/push-self"), ("POST", "/api/push"), ("GET", "/readyz")],
+)
+def test_every_other_endpoint_that_does_work_is_limited_per_ip(
+    serve_issuer: Any, method: str, path: str
+) -> None:
+    with serve_issuer(rate_limit_per_ip="2/minute") as (url, _settings):
+        for _ in range(2):
+            answer = requests.request(method, f"{url}{path}", headers=CSRF, timeout=5)
+            assert answer.status_code != 429, answer.text
+        over = requests.request(method, f"{url}{path}", headers=CSRF, timeout=5)
+        assert over.status_code == 429, over.text
+        assert over.json() == {"error": "rate_limited"}
+        retry_after(over)
+        Checked().answer(path, method.lower(), over)
 
 
 # --- gateway ----------------------------------------------------------------------------

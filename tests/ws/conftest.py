@@ -41,6 +41,7 @@ class Tokens:
         audience: str | None = None,
         key: SigningKey | None = None,
         sid: str | None = None,
+        scope: str | None = None,
         record: bool = True,
     ) -> tuple[str, Claims]:
         token, claims = mint(
@@ -51,6 +52,7 @@ class Tokens:
             now=int(time.time()) if now is None else now,
             ttl=ttl,
             sid=sid,
+            scope=scope,
         )
         if record:
             self.guard.record(claims)

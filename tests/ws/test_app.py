@@ -118,14 +118,22 @@ def test_connection_is_registered_under_its_sub_and_sid_until_it_closes(
     assert gateway.call(lookup) == (0, 0)
 
 
-def test_messages_from_the_client_are_ignored(gateway: GatewayHandle, tokens: Tokens) -> None:
+def test_client_frames_that_are_not_commands_get_an_error_reply_and_the_socket_stays(
+    gateway: GatewayHandle, tokens: Tokens
+) -> None:
     token, _ = tokens.issue()
     with connect(gateway.ws_url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
         _welcome(ws)
         ws.send("hello")
         ws.send(b"\x00\x01")
-        with pytest.raises(TimeoutError):
-            ws.recv(timeout=0.2)
+        for _ in range(2):
+            assert json.loads(ws.recv(timeout=5)) == {
+                "type": "reply",
+                "id": None,
+                "error": "bad_json",
+            }
+        ws.send('{"type": "subscribe", "id": 1, "channel": "c"}')
+        assert json.loads(ws.recv(timeout=5))["error"] == "not_granted"
 
 
 def test_a_message_over_the_size_limit_closes_the_connection_with_1009(

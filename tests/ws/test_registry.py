@@ -55,3 +55,59 @@ def test_registry_snapshots_do_not_change_under_the_caller() -> None:
     snapshot = registry.connections_of("alice")
     registry.add("a2", sub="alice")
     assert snapshot == {"a1"}
+
+
+class Recorder:
+    """A Holdings listener that writes down what it hears."""
+
+    def __init__(self) -> None:
+        self.heard: list[tuple[str, str, str]] = []
+
+    def held(self, kind: str, name: str) -> None:
+        self.heard.append(("held", kind, name))
+
+    def released(self, kind: str, name: str) -> None:
+        self.heard.append(("released", kind, name))
+
+
+def test_registry_joins_and_leaves_channels_idempotently() -> None:
+    registry: ConnectionRegistry[str] = ConnectionRegistry()
+    registry.add("a1", sub="alice")
+    registry.add("b1", sub="bob")
+    assert registry.join("a1", "room") is True
+    assert registry.join("a1", "room") is False
+    assert registry.join("b1", "room") is True
+    assert registry.members("room") == {"a1", "b1"}
+    assert registry.channels_of("a1") == {"room"}
+    assert registry.leave("a1", "room") is True
+    assert registry.leave("a1", "room") is False
+    assert registry.members("room") == {"b1"}
+    assert registry.channels() == {"room"}
+
+
+def test_registry_removal_leaves_every_channel_and_an_unregistered_connection_joins_nothing() -> (
+    None
+):
+    registry: ConnectionRegistry[str] = ConnectionRegistry()
+    registry.add("a1", sub="alice")
+    registry.join("a1", "x")
+    registry.join("a1", "y")
+    registry.remove("a1")
+    assert registry.channels() == frozenset()
+    assert registry.channels_of("a1") == frozenset()
+    assert registry.join("a1", "x") is False
+    assert registry.channels() == frozenset()
+
+
+def test_registry_tells_its_listener_about_the_first_and_the_last_only() -> None:
+    recorder = Recorder()
+    registry: ConnectionRegistry[str] = ConnectionRegistry(recorder)
+    registry.add("a1", sub="alice")
+    registry.add("a2", sub="alice")
+    registry.join("a1", "room")
+    registry.join("a2", "room")
+    registry.leave("a1", "room")
+    registry.remove("a1")
+    assert recorder.heard == [("held", "user", "alice"), ("held", "channel", "room")]
+    registry.remove("a2")
+    assert recorder.heard[2:] == [("released", "channel", "room"), ("released", "user", "alice")]
