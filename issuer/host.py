@@ -31,6 +31,7 @@ from typing import TypeVar
 from flask import Flask, current_app, session
 
 from wsauth.issuer.login import RevokedSessions
+from wsauth.issuer.published import PublishedJwks, read_jwks
 from wsauth.shared.core.config import Settings
 from wsauth.shared.core.errors import HostRefused, InvalidClaims, NotAuthenticated, WsAuthError
 from wsauth.shared.issuing import Issuer, check_request
@@ -105,7 +106,7 @@ class HostState:
     settings: Settings
     issuer: Issuer
     revoked: RevokedSessions
-    jwks: WatchedFile[bytes | None]
+    jwks: WatchedFile[PublishedJwks | None]  # checked before it is served (issuer/published.py)
     identity: Identity
     scope: ScopeOf | None
     session_id: SessionIdOf
@@ -125,7 +126,7 @@ class HostState:
             settings=settings,
             issuer=issuer,
             revoked=RevokedSessions(issuer.redis, prefix=settings.redis_prefix),
-            jwks=WatchedFile(settings.keys_dir / "jwks.json", read_optional),
+            jwks=WatchedFile(settings.keys_dir / "jwks.json", read_jwks),
             identity=identity,
             scope=scope,
             session_id=session_id,

@@ -10,6 +10,7 @@ from flask import Flask, current_app
 from wsauth.issuer.clients import ClientStore
 from wsauth.issuer.host import HostState
 from wsauth.issuer.login import RevokedSessions
+from wsauth.issuer.published import PublishedJwks
 from wsauth.issuer.users import UserStore
 from wsauth.shared.core.config import Settings
 from wsauth.shared.issuing import Issuer
@@ -26,7 +27,7 @@ class IssuerState:
     users: UserStore
     clients: ClientStore
     revoked: RevokedSessions
-    jwks: WatchedFile[bytes | None]
+    jwks: WatchedFile[PublishedJwks | None]
 
     @classmethod
     def build(cls, settings: Settings, host: HostState) -> IssuerState:

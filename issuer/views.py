@@ -26,7 +26,7 @@ path                    method  what
                                 ``{"channel", "data"}`` → ``{"delivered_to_nodes": n}``
 ``/.well-known/jwks.json`` GET  the public keys (``host_bp``)
 ``/healthz``            GET     liveness: the process answers
-``/readyz``             GET     readiness: Redis and signing key status
+``/readyz``             GET     readiness: Redis, signing key, JWKS, timing rule
 ``/metrics``            GET     Prometheus metrics (:mod:`wsauth.issuer.metrics`)
 ======================  ======  ==================================================
 
@@ -64,6 +64,7 @@ from wsauth.issuer.clients import CLIENT_ID, MINT, PUBLISH, PUSH, ApiClient
 from wsauth.issuer.host import host_state
 from wsauth.issuer.login import current_login, log_in, log_out, require_login
 from wsauth.issuer.metrics import API, BROWSER, get_metrics
+from wsauth.issuer.published import current_kid, timing_covered
 from wsauth.issuer.ratelimit import limit_login_name, limit_principal, limit_push
 from wsauth.issuer.state import IssuerState, get_state
 from wsauth.shared.core.errors import (
@@ -71,6 +72,7 @@ from wsauth.shared.core.errors import (
     CsrfRejected,
     Forbidden,
     InvalidClaims,
+    JwksInvalid,
     NoSigningKey,
     NotAuthenticated,
 )
@@ -404,17 +406,26 @@ def push_self() -> Response:
 
 @host_bp.get("/.well-known/jwks.json")
 def jwks() -> BaseResponse:
-    """The key store's jwks.json, as written by ``wsauth keys``.
+    """The key store's jwks.json, as written by ``wsauth keys``, once it passed the checks
+    a gateway makes (:class:`wsauth.issuer.state.PublishedJwks`); 503 ``jwks_invalid`` if not.
 
     ``application/jwk-set+json`` is the media type RFC 7517 §8.5 registers for
     a JWK Set; JSON parsers accept it, and it tells a reader what the document is.
+    ``Cache-Control``: any cache may keep it for C (``max-age``), but a shared
+    cache must revalidate every time (``s-maxage=0, proxy-revalidate``), so a
+    proxy between the gateways and the issuer can never add its own C to the
+    revocation window; revalidating costs a 304 thanks to the ``ETag``.
     """
     state = host_state()
-    body = state.jwks.get()
-    if body is None:
+    published = state.jwks.get()
+    if published is None:
         raise NoSigningKey("jwks.json does not exist")
-    response = Response(body, mimetype="application/jwk-set+json")
-    response.headers["Cache-Control"] = f"public, max-age={state.settings.jwks_cache}"
+    if published.body is None:
+        raise JwksInvalid(published.error or "jwks.json does not load")
+    response = Response(published.body, mimetype="application/jwk-set+json")
+    response.headers["Cache-Control"] = (
+        f"public, max-age={state.settings.jwks_cache}, s-maxage=0, proxy-revalidate"
+    )
     response.add_etag()
     conditional = response.make_conditional(request)
     # The WSGI server sends Date itself; a second one from make_conditional would repeat it.
@@ -431,12 +442,22 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    """Readiness: 200 when Redis answers a PING and a current signing key exists, else 503."""
-    signer = get_state().signer
+    """Readiness: 200 when Redis answers a PING, a current signing key exists, the JWKS
+    served passes its checks and publishes that key, and the timing rule recorded in the
+    key store covers this issuer's settings (``timing``); else 503."""
+    state = get_state()
+    signer = state.signer
     started = time.perf_counter()
     redis_ok = signer.redis_ok()
     get_metrics().redis("ping", time.perf_counter() - started)
-    checks = {"redis": redis_ok, "signing_key": signer.has_signing_key()}
+    published = state.jwks.get()
+    kid = current_kid(signer)
+    checks = {
+        "redis": redis_ok,
+        "signing_key": kid is not None,
+        "jwks": published is not None and kid is not None and kid in published.kids,
+        "timing": timing_covered(state.settings),
+    }
     ok = all(checks.values())
     return jsonify(status="ok" if ok else "degraded", checks=checks), 200 if ok else 503
 

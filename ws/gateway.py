@@ -47,6 +47,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import secrets
+import socket
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
@@ -58,6 +61,8 @@ from wsauth.shared.core.channels import check_channel
 from wsauth.shared.core.config import MAX_TOKEN_TTL, Settings
 from wsauth.shared.core.errors import (
     InvalidToken,
+    KeyRevoked,
+    KeysetStale,
     Replayed,
     Revoked,
     TicketReplayed,
@@ -66,10 +71,12 @@ from wsauth.shared.core.errors import (
 )
 from wsauth.shared.core.proxies import client_address, rate_key
 from wsauth.shared.core.tokens import MAX_TOKEN_BYTES, Claims, Jti, verify
+from wsauth.shared.state import keyset_reports
 from wsauth.shared.state.events import (
     Event,
     Message,
     Push,
+    ReportKeyset,
     Revoke,
     channel_topic,
     socket_message,
@@ -109,6 +116,8 @@ from wsauth.ws.registry import ConnectionRegistry, Kind
 log = logging.getLogger("wsauth.gateway")
 
 RESYNC_BATCH = 500
+# A cap on the revoked kids remembered (a compromise is rare; a flood of events is not).
+MAX_REVOKED_KIDS = 1000
 
 __all__ = ["GOING_AWAY", "Admission", "Connection", "Gateway", "HandshakeRequest"]
 
@@ -207,6 +216,8 @@ class Gateway:
             settings, redis_client=self.redis, clock=clock
         )
         self.revocations = RecentRevocations(horizon=MAX_TOKEN_TTL + settings.leeway)
+        # Signing keys revoked with `wsauth revoke --kid` since this process started.
+        self.revoked_kids: set[str] = set()
         self.consumed = ConsumedJtis()
         self.fanout: Fanout | None = None
         if subscribe:
@@ -226,6 +237,10 @@ class Gateway:
         )
         self.history = History.from_settings(settings)
         self._renewer: asyncio.Task[None] | None = None
+        # This process in the keyset reports (wsauth.shared.state.keyset_reports).
+        self.host = socket.gethostname()
+        self.node = f"{self.host}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._reports: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Subscribe to the events channel, start the heartbeat and ticket sweeps (once)."""
@@ -235,6 +250,28 @@ class Gateway:
             self._sweeper = asyncio.create_task(self._sweep_forever(), name="wsauth-heartbeat")
         if self.tickets is not None and self._renewer is None:
             self._renewer = asyncio.create_task(self._renew_forever(), name="wsauth-tickets")
+
+    def report_keyset(self, request_id: str) -> None:
+        """Write this process's keyset report for ``wsauth keys gateways`` (in the background)."""
+        document = keyset_reports.report(
+            node=self.node,
+            host=self.host,
+            pid=os.getpid(),
+            status=self._keyset_status(),
+            revoked_kids=self.revoked_kids,
+            now=self.clock(),
+        )
+        task = asyncio.get_running_loop().create_task(self._write_report(request_id, document))
+        self._reports.add(task)
+        task.add_done_callback(self._reports.discard)
+
+    async def _write_report(self, request_id: str, document: dict[str, Any]) -> None:
+        try:
+            await keyset_reports.write_report(
+                self.redis, self.settings.redis_prefix, request_id, document
+            )
+        except Exception as error:  # Redis down: the check counts this process as silent
+            log.warning("keyset report not written: %s", type(error).__name__)
 
     def check_request(self, request: HandshakeRequest) -> TokenSource:
         """Steps 1 to 4: everything that needs neither keys nor Redis.
@@ -272,10 +309,14 @@ class Gateway:
 
         Raises:
             InvalidToken: a subclass naming the failure.
+            KeysetStale: the keyset could not be refreshed for WSAUTH_JWKS_MAX_STALENESS (503).
         """
         now = self.clock()
-        self.keys.refresh(now)
-        return verify(
+        keys = self.keys
+        keys.refresh(now)
+        if self.keyset_stale(now):
+            raise KeysetStale(f"keyset not refreshed since {keys.refreshed_at}")
+        claims = verify(
             token,
             keyset=self.keys.keyset,
             issuer=self.settings.issuer,
@@ -284,6 +325,9 @@ class Gateway:
             leeway=self.settings.leeway,
             max_ttl=MAX_TOKEN_TTL,
         )
+        if self.revoked_kids and claims.kid in self.revoked_kids:
+            raise KeyRevoked(kid=claims.kid)
+        return claims
 
     def authenticate(self, request: HandshakeRequest) -> Coroutine[Any, Any, Admission]:
         """Step 0 (:mod:`wsauth.ws.ratelimit`: a blocked client is refused first, and a 401 is
@@ -360,9 +404,9 @@ class Gateway:
             self.metrics.redis("getdel", time.perf_counter() - started)
         now = self.clock()
         self.keys.refresh(now)
-        check_resumable(
-            record, now=now, revocations=revocations, trusted_kids=self.keys.keyset.keys()
-        )
+        # A kid revoked with `wsauth revoke --kid` is no longer trusted for tickets either.
+        trusted = self.keys.keyset.keys() - self.revoked_kids
+        check_resumable(record, now=now, revocations=revocations, trusted_kids=trusted)
         return Admission(self._resumed_claims(record), source, resumed=record)
 
     def _resumed_claims(self, record: Resumable) -> Claims:
@@ -486,7 +530,7 @@ class Gateway:
         keyset = self._keyset_status()
         checks = {
             "redis": redis_ok,
-            "keyset": keyset["keys"] > 0,
+            "keyset": keyset["keys"] > 0 and not keyset["stale"],
             "pubsub": self.fanout is None or self.fanout.subscribed,
         }
         document = {
@@ -503,9 +547,22 @@ class Gateway:
             document["topics"] = len(self.fanout.topics)
         return document
 
+    def keyset_stale(self, now: float) -> bool:
+        """True once the keyset in force was last confirmed more than
+        ``jwks_max_staleness`` ago (a keyset never confirmed counts as fresh until then
+        after start: there are no keys in it, and every token is refused anyway)."""
+        refreshed = self.keys.refreshed_at
+        if refreshed is None:
+            return False
+        return now - refreshed > self.settings.jwks_max_staleness
+
     def _keyset_status(self) -> dict[str, Any]:
-        self.keys.refresh(self.clock())
-        return self.keys.status()
+        now = self.clock()
+        self.keys.refresh(now)
+        status = self.keys.status()
+        status["stale"] = self.keyset_stale(now)
+        status["node"] = self.node
+        return status
 
     # --- after the upgrade --------------------------------------------------------
 
@@ -516,7 +573,7 @@ class Gateway:
         connection opening just after the revoke event went by.
         """
         claims = connection.claims
-        if self.revocations.revoked(
+        if claims.kid in self.revoked_kids or self.revocations.revoked(
             sub=claims.sub, sid=claims.sid, iat=claims.iat, now=self.clock()
         ):
             connection.close(REVOKED, REASONS[REVOKED])
@@ -585,6 +642,10 @@ class Gateway:
         if isinstance(event, Push):
             self.metrics.events.labels("push").inc()
             return self.deliver(event)
+        if isinstance(event, ReportKeyset):
+            self.metrics.events.labels("report_keyset").inc()
+            self.report_keyset(event.id)
+            return 0
         if isinstance(event, Message):
             self.metrics.events.labels("message").inc()
             return self.deliver_message(event)
@@ -620,7 +681,13 @@ class Gateway:
         return len(members)
 
     def revoke(self, revocation: Revoke) -> int:
-        """Close the connections of the revoked sub or sid with 4001; remember it a while."""
+        """Close the connections of the revoked sub or sid with 4001; remember it a while.
+
+        A revoked ``kid``: close every connection authenticated with that key, and
+        refuse its tokens (``key_revoked``) for as long as this process runs.
+        """
+        if revocation.kid is not None:
+            return self._revoke_kid(revocation.kid)
         self.revocations.add(
             sub=revocation.sub, sid=revocation.sid, at=revocation.at, now=self.clock()
         )
@@ -638,6 +705,14 @@ class Gateway:
                 revocation.sid if revocation.sid is not None else revocation.sub,
                 len(matched),
             )
+        return len(matched)
+
+    def _revoke_kid(self, kid: str) -> int:
+        if len(self.revoked_kids) < MAX_REVOKED_KIDS:
+            self.revoked_kids.add(kid)
+        matched = [c for c in self.registry if c.claims.kid == kid]
+        _close_all(matched, REVOKED)
+        log.warning("revoked kid=%s: closed %d connection(s)", kid, len(matched))
         return len(matched)
 
     async def resync(self) -> int:
@@ -739,6 +814,10 @@ class Gateway:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._sweeper = self._renewer = None
+        # Reports in flight end on their own within the Redis timeout (a write
+        # cancelled halfway would leave its connection checked out, and aclose() waiting).
+        if self._reports:
+            await asyncio.wait(set(self._reports), timeout=2 * self.settings.redis_timeout + 1)
         if self.tickets is not None:
             await self.tickets.close()
         await self.keys.close()

@@ -15,7 +15,13 @@ happens in one background task on the IOLoop, with Tornado's
   keeps a copy longer than the C of the timing rule
   (docs/howto/key-rotation.md), whatever the server says, and never fetches
   more than once a second because of ``max-age=0`` or ``no-store``.
-  ``ETag``/``If-None-Match`` make an unchanged keyset a 304.
+  ``ETag``/``If-None-Match`` make an unchanged keyset a 304. Every request
+  says ``Cache-Control: no-cache``, so a shared cache on the way must
+  revalidate with the issuer: it can never hand out a copy that the issuer
+  has replaced (a revocation), the early fetch for an unknown kid included.
+- **Staleness.** :attr:`UrlKeysetSource.refreshed_at` is the last fetch that
+  got a usable answer (a valid 200, or a 304); the gateway trusts the keyset
+  only up to ``WSAUTH_JWKS_MAX_STALENESS`` after it.
 - **Unknown kid.** A token naming a kid that is not cached is refused at once
   (``unknown_kid``) and asks for one early fetch; more misses before it runs
   are folded into it, and it runs no sooner than ``min_interval`` after the
@@ -149,6 +155,11 @@ class UrlKeysetSource:
         """The keys in force for :attr:`issuer`: the last good fetch (empty before one)."""
         return self._keyset
 
+    @property
+    def refreshed_at(self) -> float | None:
+        """The last fetch with a usable answer (a valid 200 or a 304); None before one."""
+        return self._fetched_at
+
     def refresh(self, now: float, *, force: bool = False) -> bool:
         """Never fetches here: starts the task if needed and, with ``force``, wakes it.
 
@@ -173,6 +184,7 @@ class UrlKeysetSource:
             "url": _display(self.url),
             "issuer": self.issuer,
             "fetched_at": self._fetched_at,
+            "refreshed_at": self._fetched_at,
             "next_fetch_at": self._next_fetch_at,
             "fetches": self._fetches,
         }
@@ -298,7 +310,11 @@ class UrlKeysetSource:
         return True
 
     def _request(self) -> HTTPRequest:
-        headers = {"Accept": "application/jwk-set+json, application/json"}
+        # no-cache: a shared cache between us and the issuer must revalidate (RFC 9111 §5.2.1.4).
+        headers = {
+            "Accept": "application/jwk-set+json, application/json",
+            "Cache-Control": "no-cache",
+        }
         if self._etag and self._last_error is None:
             headers["If-None-Match"] = self._etag
         return HTTPRequest(

@@ -12,7 +12,9 @@ A file that does not load (missing, not JSON, a private member, a kid that is
 not the key's thumbprint, a short RSA key, a duplicate kid, ...) leaves the
 last good keyset in force; the error is logged once per change of the file,
 never once per request, and :meth:`FileKeysetSource.status` reports it for
-``/healthz``.
+``/healthz``. :attr:`FileKeysetSource.refreshed_at` is the last time the file
+was found good (loaded, or unchanged since it loaded): the gateway trusts the
+keyset only up to ``WSAUTH_JWKS_MAX_STALENESS`` after it.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ class KeysetSource(Protocol):
     @property
     def keyset(self) -> Keyset: ...
 
+    @property
+    def refreshed_at(self) -> float | None:
+        """When the keyset in force was last confirmed current (None: never)."""
+
     def refresh(self, now: float, *, force: bool = False) -> bool: ...
 
     def status(self) -> dict[str, Any]: ...
@@ -68,6 +74,7 @@ class FileKeysetSource:
         self._seen: _Signature = _UNSEEN
         self._checked_at: float | None = None
         self._loaded_at: float | None = None
+        self._refreshed_at: float | None = None
         self._last_error: str | None = None
         self.refresh(time.time() if now is None else now, force=True)
 
@@ -75,6 +82,11 @@ class FileKeysetSource:
     def keyset(self) -> Keyset:
         """The keyset in force: the last one that loaded (empty if none ever did)."""
         return self._keyset
+
+    @property
+    def refreshed_at(self) -> float | None:
+        """The last check that found the file good: loaded, or unchanged since it loaded."""
+        return self._refreshed_at
 
     def refresh(self, now: float, *, force: bool = False) -> bool:
         """Reload the file if it changed, checking at most once per ``check_interval``.
@@ -90,6 +102,8 @@ class FileKeysetSource:
         self._checked_at = now
         signature = _stat(self.path)
         if signature == self._seen:
+            if self._last_error is None and self._loaded_at is not None:
+                self._refreshed_at = now
             return False
         return self._load(now, signature)
 
@@ -109,6 +123,7 @@ class FileKeysetSource:
         self._seen = signature
         self._keyset = keyset
         self._loaded_at = now
+        self._refreshed_at = now
         self._last_error = None
         log.info("keyset loaded path=%s keys=%d kids=%s", self.path, len(keyset), list(keyset))
         return True
@@ -134,6 +149,7 @@ class FileKeysetSource:
             "kids": list(self._keyset),
             "last_error": self._last_error,
             "loaded_at": self._loaded_at,
+            "refreshed_at": self._refreshed_at,
         }
 
 

@@ -4,13 +4,15 @@
 - ``wsauth_gateway_connections``: live WebSocket connections
 - ``wsauth_gateway_connections_closed_total{code}``: by close code
 - ``wsauth_gateway_pushes_delivered_total``: push messages queued to sockets
-- ``wsauth_gateway_events_total{type}``: pub/sub events received (push, message, revoke)
+- ``wsauth_gateway_events_total{type}``: pub/sub events received (push, message, revoke,
+  report_keyset)
 - ``wsauth_gateway_commands_total{command, outcome}``: protocol v1 commands (``ok`` or
   the reply's error code; ``command`` is ``invalid`` for a frame that did not parse)
 - ``wsauth_gateway_redis_seconds{command}``: ``getdel`` (consume), ``ping``
 - ``wsauth_gateway_pubsub_connected``: 1 while subscribed to the events channel
 - ``wsauth_gateway_keyset_keys``, ``wsauth_gateway_keyset_kid{kid}``,
   ``wsauth_gateway_keyset_age_seconds``, ``wsauth_gateway_keyset_error``,
+  ``wsauth_gateway_keyset_stale``,
   ``wsauth_gateway_jwks_fetch_age_seconds`` (``WSAUTH_JWKS_URL`` only)
 
 Every label takes a bounded set of values: an ``outcome`` is ``accepted`` or
@@ -51,6 +53,7 @@ KNOWN_OUTCOMES = (
     "token_expired",
     "token_replayed",
     "redis_unavailable",
+    "keyset_stale",
     "rate_limited",
     "client_closed",
 )
@@ -102,7 +105,7 @@ class GatewayMetrics:
         )
         self.events = Counter(
             "wsauth_gateway_events",
-            "Events received from pub/sub, by type (push, message, revoke).",
+            "Events received from pub/sub, by type (push, message, revoke, report_keyset).",
             ["type"],
             registry=registry,
         )
@@ -203,6 +206,12 @@ class KeysetCollector(Collector):
             "wsauth_gateway_keyset_error",
             "1 while the last change of the JWKS did not load (the last good keyset is kept).",
             value=1 if status.get("last_error") else 0,
+        )
+        yield GaugeMetricFamily(
+            "wsauth_gateway_keyset_stale",
+            "1 once the keyset could not be refreshed for WSAUTH_JWKS_MAX_STALENESS: every "
+            "handshake is refused (keyset_stale).",
+            value=1 if status.get("stale") else 0,
         )
         yield GaugeMetricFamily(
             "wsauth_gateway_keyset_age_seconds",

@@ -20,7 +20,7 @@ import click
 from wsauth.shared.cli.discovery import redis_failure, redis_url_for
 from wsauth.shared.cli.main import echo_json, fail, load_cli_settings, settings_options
 from wsauth.shared.core.errors import WsAuthError
-from wsauth.shared.state.events import publish_message, publish_push
+from wsauth.shared.state.events import publish_message, publish_push, publish_revoke
 from wsauth.shared.state.history import History
 from wsauth.shared.state.replay import sync_client
 from wsauth.shared.state.sessions import Revocation, revoke_session, revoke_subject
@@ -101,12 +101,20 @@ def publish(channel: str, message: str, as_json: bool) -> None:
     help="Revoke this issuer session: its cookie stops minting, its unused tokens are "
     "deleted, its connections closed.",
 )
+@click.option(
+    "--kid",
+    default=None,
+    help="Close every connection authenticated with this signing key, and make every "
+    "gateway process refuse its tokens until it restarts (after a key compromise; "
+    "also run `wsauth keys revoke KID`).",
+)
 @_json_option
 @settings_options
-def revoke(sub: str | None, sid: str | None, as_json: bool) -> None:
-    """Close live connections with 4001 (revoked) on every gateway node: by --sub and/or --sid."""
-    if sub is None and sid is None:
-        fail("give --sub USER or --sid SESSION (or both)")
+def revoke(sub: str | None, sid: str | None, kid: str | None, as_json: bool) -> None:
+    """Close live connections with 4001 (revoked) on every gateway node: by --sub, --sid
+    and/or --kid."""
+    if sub is None and sid is None and kid is None:
+        fail("give --sub USER, --sid SESSION or --kid KID (or several)")
     settings = load_cli_settings()
     url = redis_url_for(settings)
     client = sync_client(url, timeout=settings.redis_timeout)
@@ -116,6 +124,8 @@ def revoke(sub: str | None, sid: str | None, as_json: bool) -> None:
             done["sub"] = revoke_subject(client, settings.redis_prefix, sub)
         if sid is not None:
             done["sid"] = revoke_session(client, settings.redis_prefix, sid)
+        if kid is not None:
+            done["kid"] = Revocation(nodes=publish_revoke(client, settings.redis_prefix, kid=kid))
     except WsAuthError as error:
         fail(redis_failure(error, url))
     finally:
@@ -124,7 +134,7 @@ def revoke(sub: str | None, sid: str | None, as_json: bool) -> None:
         echo_json(
             {
                 kind: {
-                    "value": sub if kind == "sub" else sid,
+                    "value": {"sub": sub, "sid": sid, "kid": kid}[kind],
                     "delivered_to_nodes": result.nodes,
                     "tokens_deleted": result.tokens_deleted,
                 }
@@ -133,7 +143,8 @@ def revoke(sub: str | None, sid: str | None, as_json: bool) -> None:
         )
         return
     for kind, result in done.items():
-        line = f"revoked {kind}={sub if kind == 'sub' else sid}: received by {_nodes(result.nodes)}"
+        value = {"sub": sub, "sid": sid, "kid": kid}[kind]
+        line = f"revoked {kind}={value}: received by {_nodes(result.nodes)}"
         if kind == "sid":
             line += f", {result.tokens_deleted} unused token(s) deleted"
         click.echo(line)

@@ -1,8 +1,15 @@
 """``wsauth keys``: generate, list, publish, promote, retire, revoke and rotate keys.
 
-Every command prints what it did (``--json`` for machines). Bad input — an
-unknown kid, a key in the wrong state, an unwritable store — is one line on
-stderr, exit status 2, and the store is unchanged.
+Every command prints what it did (``--json`` for machines) and exits 0,
+including a ``rotate`` that only waited (``"changed": false``). Bad input — an
+unknown kid, a key in the wrong state, a promote or retire before its time
+without ``--force``, an unreadable or unwritable store — is one line on
+stderr, exit status 2, and the store is unchanged. (A bad setting is exit
+status 2 too; click's own usage errors are also 2.)
+
+The waits use the timing rule's numbers of the shell (``WSAUTH_TOKEN_TTL``,
+``WSAUTH_LEEWAY``, ``WSAUTH_JWKS_CACHE``) raised to those recorded in the key
+store, plus :data:`~wsauth.shared.store.keystore.JWKS_FETCH_MARGIN`.
 """
 
 from __future__ import annotations
@@ -15,9 +22,22 @@ import click
 
 from wsauth.shared.cli.main import echo_json, fail, load_cli_settings
 from wsauth.shared.core.config import Settings
-from wsauth.shared.core.errors import KeyStoreError
+from wsauth.shared.core.errors import KeyStoreError, WsAuthError
 from wsauth.shared.core.keyset import ALGORITHMS, DEFAULT_ALGORITHM
-from wsauth.shared.store.keystore import KeyRecord, KeyState, KeyStore, Timing
+from wsauth.shared.state.keyset_reports import (
+    ANSWER_TIMEOUT,
+    judge,
+    read_reports,
+    request_reports,
+)
+from wsauth.shared.state.replay import sync_client
+from wsauth.shared.store.keystore import (
+    JWKS_FETCH_MARGIN,
+    KeyRecord,
+    KeyState,
+    KeyStore,
+    Timing,
+)
 
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 _quiet_option = click.option(
@@ -44,8 +64,12 @@ def _store(settings: Settings) -> KeyStore:
 
 
 def timing_of(settings: Settings) -> Timing:
+    """The shell's numbers of the timing rule, with the JWKS fetch margin."""
     return Timing(
-        token_ttl=settings.token_ttl, leeway=settings.leeway, cache_interval=settings.jwks_cache
+        token_ttl=settings.token_ttl,
+        leeway=settings.leeway,
+        cache_interval=settings.jwks_cache,
+        fetch_margin=JWKS_FETCH_MARGIN,
     )
 
 
@@ -54,8 +78,12 @@ def _now() -> float:
     return time.time()
 
 
-def _describe(record: KeyRecord) -> dict[str, Any]:
-    return record.to_json()
+def _describe(record: KeyRecord, timing: Timing | None = None) -> dict[str, Any]:
+    """The record as JSON; a ``next`` key also gets ``promote_after`` (when ``timing`` is given)."""
+    document = record.to_json()
+    if timing is not None and record.state is KeyState.NEXT:
+        document["promote_after"] = record.created + timing.promote_delay
+    return document
 
 
 def _report(as_json: bool, action: str, lines: list[str], document: dict[str, Any]) -> None:
@@ -75,18 +103,19 @@ def keys() -> None:
 @click.option(
     "--alg",
     type=click.Choice(ALGORITHMS),
-    default=DEFAULT_ALGORITHM,
-    show_default=True,
-    help="Signature algorithm.",
+    default=None,
+    help=f"Signature algorithm [default: the current key's, {DEFAULT_ALGORITHM} in a new store].",
 )
 @_dir_option
 @_json_option
 @_quiet_option
-def generate(alg: str, keys_dir: str | None, as_json: bool, quiet: bool) -> None:
+def generate(alg: str | None, keys_dir: str | None, as_json: bool, quiet: bool) -> None:
     """Add a key: `next`, or `current` when the store has no current key."""
     settings = _settings(keys_dir)
+    store = _store(settings)
     try:
-        record = _store(settings).generate(alg, now=_now())
+        record = store.generate(alg, now=_now(), timing=timing_of(settings))
+        timing = store.effective_timing(timing_of(settings))
     except KeyStoreError as error:
         fail(str(error))
     if quiet:
@@ -96,7 +125,7 @@ def generate(alg: str, keys_dir: str | None, as_json: bool, quiet: bool) -> None
         as_json,
         "generate",
         [f"generated {record.alg} key {record.kid} ({record.state})"],
-        {"key": _describe(record)},
+        {"key": _describe(record, timing)},
     )
 
 
@@ -113,8 +142,10 @@ def generate(alg: str, keys_dir: str | None, as_json: bool, quiet: bool) -> None
 def list_keys(state: str | None, keys_dir: str | None, as_json: bool, quiet: bool) -> None:
     """List the keys with their state and times."""
     settings = _settings(keys_dir)
+    store = _store(settings)
     try:
-        records = _store(settings).records()
+        records = store.records()
+        timing = store.effective_timing(timing_of(settings))
     except KeyStoreError as error:
         fail(str(error))
     if state is not None:
@@ -124,7 +155,9 @@ def list_keys(state: str | None, keys_dir: str | None, as_json: bool, quiet: boo
             click.echo(record.kid)
         return
     if as_json:
-        echo_json({"keys": [_describe(record) for record in records]})
+        echo_json(
+            {"keys": [_describe(record, timing) for record in records], "timing": timing.to_json()}
+        )
         return
     if not records:
         click.echo("no keys (run: wsauth keys generate)")
@@ -196,14 +229,21 @@ def revoke(kid: str, keys_dir: str | None, as_json: bool) -> None:
 
 
 @keys.command()
-@click.option("--alg", type=click.Choice(ALGORITHMS), default=DEFAULT_ALGORITHM, show_default=True)
+@click.option(
+    "--alg",
+    type=click.Choice(ALGORITHMS),
+    default=None,
+    help=f"Algorithm of new keys [default: the current key's; {DEFAULT_ALGORITHM}; new store].",
+)
 @_dir_option
 @_json_option
-def rotate(alg: str, keys_dir: str | None, as_json: bool) -> None:
+def rotate(alg: str | None, keys_dir: str | None, as_json: bool) -> None:
     """The safe schedule in one idempotent step (for cron).
 
     Generate a `next` key when there is none, promote it once it has been
-    published for one cache interval, retire what is due.
+    published for one cache interval plus the fetch margin, retire what is
+    due. Exit status 0 when the step ran, even if it only waited
+    ("changed": false); 2 with one line on stderr when it failed (nothing changed).
     """
     settings = _settings(keys_dir)
     try:
@@ -220,9 +260,74 @@ def rotate(alg: str, keys_dir: str | None, as_json: bool) -> None:
         lines.append(f"next key can be promoted after {rotation.promote_after}")
     lines += [f"retired {kid}" for kid in rotation.retired]
     document = {
+        "changed": bool(rotation.generated or rotation.promoted or rotation.retired),
         "generated": rotation.generated.kid if rotation.generated else None,
         "promoted": rotation.promoted,
         "promote_after": rotation.promote_after,
         "retired": rotation.retired,
     }
     _report(as_json, "rotate", lines, document)
+
+
+@keys.command()
+@click.option("--has", "has", multiple=True, metavar="KID", help="Every process must hold KID.")
+@click.option("--lacks", "lacks", multiple=True, metavar="KID", help="No process may hold KID.")
+@click.option(
+    "--expect",
+    type=click.IntRange(1, 100_000),
+    default=None,
+    metavar="N",
+    help="At least N processes must report (nodes x --processes).",
+)
+@click.option(
+    "--wait",
+    type=click.FloatRange(0, 3600),
+    default=0.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Check again until every condition holds, for up to SECONDS.",
+)
+@_json_option
+def gateways(
+    has: tuple[str, ...], lacks: tuple[str, ...], expect: int | None, wait: float, as_json: bool
+) -> None:
+    """The keyset of every gateway process: each one subscribed to the events
+    channel is asked, and answers through Redis.
+
+    Exit status 0 when every process asked answers with a fresh keyset that
+    holds every --has kid and no --lacks kid (and at least --expect answer);
+    2 with one line on stderr naming each process that does not. Needs
+    WSAUTH_REDIS_URL and WSAUTH_REDIS_PREFIX.
+    """
+    settings = load_cli_settings()
+    client = sync_client(settings.effective_redis_url, timeout=settings.redis_timeout)
+    deadline = time.monotonic() + wait
+    prefix = settings.redis_prefix
+    try:
+        while True:
+            try:
+                request_id, asked = request_reports(client, prefix)
+                answered = time.monotonic() + ANSWER_TIMEOUT
+                reports = read_reports(client, prefix, request_id)
+                while len(reports) < asked and time.monotonic() < answered:
+                    time.sleep(0.05)
+                    reports = read_reports(client, prefix, request_id)
+            except WsAuthError as error:
+                fail(f"{error.code}: {error.detail or error.code}")
+            verdict = judge(reports, has=has, lacks=lacks, expect=expect, asked=asked)
+            if not verdict.problems or time.monotonic() >= deadline:
+                break
+            time.sleep(0.5)
+    finally:
+        client.close()
+    if as_json:
+        echo_json({"gateways": verdict.reports, "problems": verdict.problems})
+    else:
+        for document in verdict.reports:
+            state = "stale" if document["stale"] else "fresh"
+            click.echo(
+                f"{document['node']}  {document['fingerprint']}  {state}  "
+                f"kids={','.join(document['kids']) or '-'}"
+            )
+    if verdict.problems:
+        fail("; ".join(verdict.problems))

@@ -18,7 +18,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from ipaddress import IPv4Network, IPv6Network, ip_network
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -313,6 +313,23 @@ SETTINGS: tuple[Setting, ...] = (
         bounds="1 to 3600",
     ),
     Setting(
+        "jwks_max_staleness",
+        _int_between(10, 86400),
+        "600",
+        "Gateway: seconds a keyset that can no longer be refreshed (JWKS URL unreachable, "
+        "file unreadable or broken) stays trusted; past it /readyz is 503 and handshakes "
+        "are refused 503 keyset_stale. At least WSAUTH_JWKS_CACHE + 5.",
+        bounds="10 to 86400, and >= WSAUTH_JWKS_CACHE + 5",
+    ),
+    Setting(
+        "jwks_allow_http",
+        _boolean,
+        "false",
+        "Gateway: accept a plain http:// WSAUTH_JWKS_URL on a host other than loopback "
+        "(anyone on the path could then choose the keys the gateway trusts).",
+        bounds="true/false",
+    ),
+    Setting(
         "issuer",
         _url("http", "https"),
         "http://127.0.0.1:8000",
@@ -575,6 +592,8 @@ class Settings:
     keys_dir: Path
     jwks_url: str | None
     jwks_cache: int
+    jwks_max_staleness: int
+    jwks_allow_http: bool
     issuer: str
     audience: str
     token_ttl: int
@@ -677,6 +696,7 @@ def load_settings(
             cluster_url(values["redis_url"])
         except ValueError as error:
             raise ConfigError(ENV_PREFIX + "REDIS_CLUSTER", str(error)) from None
+    _check_jwks(values)
     if values["allowed_origins"] is None:
         values["allowed_origins"] = (origin_of(values["issuer"]),)
     if values["trusted_proxies"] is None:
@@ -684,6 +704,43 @@ def load_settings(
     if values["cookie_secure"] is None:
         values["cookie_secure"] = values["issuer"].startswith("https://")
     return Settings(**values)
+
+
+# Seconds one JWKS fetch may take (wsauth.ws.jwks_url.TIMEOUT, the key store's fetch margin).
+_JWKS_FETCH_MARGIN = 5
+
+
+def _check_jwks(values: dict[str, Any]) -> None:
+    """The JWKS settings that depend on each other.
+
+    Raises:
+        ConfigError: a staleness bound below one refresh, or an http:// JWKS URL off
+            loopback without WSAUTH_JWKS_ALLOW_HTTP.
+    """
+    floor = values["jwks_cache"] + _JWKS_FETCH_MARGIN
+    if values["jwks_max_staleness"] < floor:
+        raise ConfigError(
+            ENV_PREFIX + "JWKS_MAX_STALENESS",
+            f"must be at least WSAUTH_JWKS_CACHE + {_JWKS_FETCH_MARGIN} = {floor}, "
+            f"got {values['jwks_max_staleness']}",
+        )
+    url = values["jwks_url"]
+    plain = bool(url) and urlsplit(url).scheme == "http" and not values["jwks_allow_http"]
+    if plain and not is_loopback_host(urlsplit(url).hostname or ""):
+        raise ConfigError(
+            ENV_PREFIX + "JWKS_URL",
+            "http:// only on loopback (use https://, or set WSAUTH_JWKS_ALLOW_HTTP=true)",
+        )
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback IP addresses (127.0.0.0/8, ::1)."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _to_raw(value: Any) -> str:

@@ -15,6 +15,7 @@ token itself.
     │   ├── HeaderNotAllowed        header_not_allowed
     │   ├── WrongTokenType          wrong_typ
     │   ├── UnknownKey              unknown_kid
+    │   ├── KeyRevoked              key_revoked (wsauth revoke --kid)
     │   ├── AlgorithmNotAllowed     alg_not_allowed
     │   ├── BadSignature            bad_signature
     │   ├── InvalidClaims           invalid_claims
@@ -48,7 +49,8 @@ token itself.
     │   ├── NotGranted                   not_granted (the connection's scope does not grant it)
     │   ├── TooManySubscriptions         too_many_subscriptions
     │   └── SubjectMismatch              subject_mismatch (refresh with another sub or sid)
-    ├── Unavailable                 503  redis_unavailable / no_signing_key
+    ├── Unavailable                 503  redis_unavailable / no_signing_key / keyset_stale /
+    │                                    jwks_invalid
     ├── ConfigError                      bad_config (start-up; never an HTTP answer)
     └── KeyStoreError                    key_store (CLI; exit status 2)
 """
@@ -99,6 +101,12 @@ class WrongTokenType(InvalidToken):
 
 class UnknownKey(InvalidToken):
     code = "unknown_kid"
+
+
+class KeyRevoked(InvalidToken):
+    """The token's key was revoked on this gateway (``wsauth revoke --kid``)."""
+
+    code = "key_revoked"
 
 
 class AlgorithmNotAllowed(InvalidToken):
@@ -292,6 +300,18 @@ class Unavailable(WsAuthError):
 
 class NoSigningKey(Unavailable):
     code = "no_signing_key"
+
+
+class KeysetStale(Unavailable):
+    """The gateway's keyset could not be refreshed for longer than WSAUTH_JWKS_MAX_STALENESS."""
+
+    code = "keyset_stale"
+
+
+class JwksInvalid(Unavailable):
+    """The key store's jwks.json does not pass the checks a gateway makes: not served."""
+
+    code = "jwks_invalid"
 
 
 class ConfigError(WsAuthError):

@@ -8,9 +8,19 @@ checked without trusting its author.
 
 Allowed algorithms are an allowlist, each bound to exactly one key type::
 
-    EdDSA  OKP / Ed25519
-    ES256  EC  / P-256
-    RS256  RSA / at least 2048 bits
+    EdDSA    OKP / Ed25519   (RFC 8037; deprecated by RFC 9864, still minted by default)
+    Ed25519  OKP / Ed25519   (RFC 9864, October 2025: the fully specified name)
+    ES256    EC  / P-256
+    RS256    RSA / at least 2048 bits
+
+``EdDSA`` and ``Ed25519`` name the same algorithm on the same keys (RFC 9864
+§2.2 deprecates the polymorphic ``EdDSA``, which could also mean Ed448 —
+never accepted here). A token of an Ed25519 key is accepted under either
+name (:data:`ED25519_NAMES`); a key signs with the name it was created with.
+New keys are ``EdDSA`` by default because many verifiers do not know
+``Ed25519`` yet — PyJWT 2.15 among them — and a gateway is not the only
+reader of these tokens in every deployment; choose ``--alg Ed25519`` once
+every verifier of your tokens accepts it (docs/howto/key-rotation.md).
 
 Keys are parsed with ``cryptography`` (PEM, JWK via PyJWT). EdDSA signatures
 are made and checked with libsodium (PyNaCl), which does it in about half the
@@ -42,11 +52,14 @@ from wsauth.shared.core.errors import WsAuthError
 Kid = NewType("Kid", str)
 
 DEFAULT_ALGORITHM = "EdDSA"
-ALGORITHMS = ("EdDSA", "ES256", "RS256")
+ALGORITHMS = ("EdDSA", "Ed25519", "ES256", "RS256")
+# The two names of Ed25519 signatures (RFC 8037 "EdDSA", RFC 9864 "Ed25519").
+ED25519_NAMES = frozenset({"EdDSA", "Ed25519"})
 MIN_RSA_BITS = 2048
 
 _ALGORITHM_OBJECTS: dict[str, Algorithm] = {
     "EdDSA": OKPAlgorithm(),
+    "Ed25519": OKPAlgorithm(),
     "ES256": ECAlgorithm(ECAlgorithm.SHA256),
     "RS256": RSAAlgorithm(RSAAlgorithm.SHA256),
 }
@@ -107,7 +120,7 @@ def _raw_ed25519(key: ed25519.Ed25519PublicKey) -> bytes:
 
 
 def _check_public_key(alg: str, key: Any) -> None:
-    if alg == "EdDSA" and isinstance(key, ed25519.Ed25519PublicKey):
+    if alg in ED25519_NAMES and isinstance(key, ed25519.Ed25519PublicKey):
         # A small-order key (e.g. the identity point) lets anyone forge a
         # signature that a cofactorless check such as OpenSSL's accepts.
         if nacl.bindings.crypto_core_ed25519_is_valid_point(_raw_ed25519(key)):
@@ -271,7 +284,7 @@ class SigningKey:
     def generate(cls, alg: str = DEFAULT_ALGORITHM) -> SigningKey:
         """A fresh key. Raises InvalidKeyset for an algorithm outside the allowlist."""
         private_key: PrivateKey
-        if alg == "EdDSA":
+        if alg in ED25519_NAMES:
             private_key = ed25519.Ed25519PrivateKey.generate()
         elif alg == "ES256":
             private_key = ec.generate_private_key(ec.SECP256R1())

@@ -2,12 +2,14 @@
 
 A token is a JWS compact serialization (RFC 7515) of a JWT (RFC 7519)::
 
-    header  {"alg": "EdDSA"|"ES256"|"RS256", "kid": <RFC 7638 thumbprint>, "typ": "wsauth+jwt"}
+    header  {"alg": "EdDSA"|"Ed25519"|"ES256"|"RS256", "kid": <RFC 7638 thumbprint>,
+             "typ": "wsauth+jwt"}
     claims  {"iss", "aud", "sub", "iat", "nbf", "exp", "jti"} required, {"sid", "scope"} optional
 
 :func:`verify` never lets the token choose how it is checked (RFC 8725 §3.1):
 the header is an allowlist of exactly three members, the key is looked up by
-``kid`` and the key alone fixes the algorithm. The signature is checked by
+``kid`` and the key alone fixes the algorithm (for an Ed25519 key, under
+either of its names: ``EdDSA``, deprecated by RFC 9864, or ``Ed25519``). The signature is checked by
 the key (:meth:`wsauth.shared.core.keyset.VerificationKey.verify`: libsodium for EdDSA,
 PyJWT's algorithm objects otherwise); the claim checks are ours, because PyJWT does not
 check ``typ``, only requires claims when told to, accepts numeric strings for
@@ -43,7 +45,7 @@ from wsauth.shared.core.errors import (
     WrongIssuer,
     WrongTokenType,
 )
-from wsauth.shared.core.keyset import Keyset, Kid, SigningKey, b64url, b64url_bytes
+from wsauth.shared.core.keyset import ED25519_NAMES, Keyset, Kid, SigningKey, b64url, b64url_bytes
 
 Jti = NewType("Jti", str)
 
@@ -180,7 +182,8 @@ def verify(
     key = keyset.get(kid)
     if key is None:
         raise UnknownKey()
-    if alg != key.alg:
+    if alg != key.alg and not (alg in ED25519_NAMES and key.alg in ED25519_NAMES):
+        # RFC 9864: "Ed25519" and the deprecated "EdDSA" both name Ed25519 for an Ed25519 key.
         raise AlgorithmNotAllowed(key_alg=key.alg)
 
     signature = _decode(signature_segment)

@@ -26,6 +26,8 @@ Wire format (JSON, UTF-8, at most :data:`MAX_EVENT_BYTES`)::
     {"type": "message", "channel": "chat:lobby", "data": <any JSON value>}
     {"type": "revoke",  "sub": "alice", "at": 1700000000.5}
     {"type": "revoke",  "sid": "Qm9...", "at": 1700000000.5}
+    {"type": "revoke",  "kid": "NzbL...", "at": 1700000000.5}   (a signing key: wsauth revoke --kid)
+    {"type": "report_keyset", "id": "Yx3..."}   (wsauth keys gateways: every process reports)
 
 A push goes to the socket as ``{"type": "push", "data": ...}``, a message as
 ``{"type": "message", "channel": ..., "data": ...}``. Pub/sub is
@@ -88,11 +90,22 @@ class Push:
 
 @dataclass(frozen=True)
 class Revoke:
-    """Close (4001) the connections of ``sub`` or of issuer session ``sid`` opened before ``at``."""
+    """Close (4001) the connections of ``sub`` or of issuer session ``sid`` opened before
+    ``at``, or every connection authenticated with signing key ``kid`` (then refuse its tokens).
+    """
 
     sub: str | None = None
     sid: str | None = None
     at: float = 0.0
+    kid: str | None = None
+
+
+MAX_KID_LENGTH = 128
+
+
+def _one_target(sub: object, sid: object, kid: object) -> None:
+    if sum(value is not None for value in (sub, sid, kid)) != 1:
+        raise BadEvent("a revoke event names exactly one of sub, sid and kid")
 
 
 @dataclass(frozen=True)
@@ -107,7 +120,16 @@ class Message:
     epoch: str | None = None
 
 
-Event = Push | Revoke | Message
+@dataclass(frozen=True)
+class ReportKeyset:
+    """Ask every gateway process to write its keyset report under request ``id``
+    (:mod:`wsauth.shared.state.keyset_reports`)."""
+
+    id: str
+
+
+Event = Push | Revoke | Message | ReportKeyset
+MAX_REPORT_ID_LENGTH = 64
 
 
 def _check_id(value: object, name: str, limit: int) -> str:
@@ -127,16 +149,19 @@ def encode(event: Event) -> bytes:
     if isinstance(event, Push):
         document = {"type": "push", "sub": _check_id(event.sub, "sub", MAX_SUB_LENGTH)}
         document["data"] = event.data
+    elif isinstance(event, ReportKeyset):
+        document = {"type": "report_keyset", "id": _check_report_id(event.id)}
     elif isinstance(event, Message):
         document = {"type": "message", "channel": _channel(event.channel), "data": event.data}
     else:
-        if (event.sub is None) == (event.sid is None):
-            raise BadEvent("a revoke event names exactly one of sub and sid")
+        _one_target(event.sub, event.sid, event.kid)
         document = {"type": "revoke"}
         if event.sub is not None:
             document["sub"] = _check_id(event.sub, "sub", MAX_SUB_LENGTH)
         if event.sid is not None:
             document["sid"] = _check_id(event.sid, "sid", MAX_SID_LENGTH)
+        if event.kid is not None:
+            document["kid"] = _check_id(event.kid, "kid", MAX_KID_LENGTH)
         if not math.isfinite(event.at):
             raise BadEvent("at must be a finite number")
         document["at"] = event.at
@@ -173,15 +198,18 @@ def decode(raw: bytes | str) -> Event:
         return Push(_check_id(document.get("sub"), "sub", MAX_SUB_LENGTH), document["data"])
     if kind == "revoke":
         sub, sid, at = document.get("sub"), document.get("sid"), document.get("at")
-        if (sub is None) == (sid is None):
-            raise BadEvent("a revoke event names exactly one of sub and sid")
+        kid = document.get("kid")
+        _one_target(sub, sid, kid)
         if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
             raise BadEvent("at must be a number")
         return Revoke(
             sub=None if sub is None else _check_id(sub, "sub", MAX_SUB_LENGTH),
             sid=None if sid is None else _check_id(sid, "sid", MAX_SID_LENGTH),
             at=float(at),
+            kid=None if kid is None else _check_id(kid, "kid", MAX_KID_LENGTH),
         )
+    if kind == "report_keyset":
+        return ReportKeyset(_check_report_id(document.get("id")))
     if kind == "message":
         if "data" not in document:
             raise BadEvent("a message event has data")
@@ -193,6 +221,17 @@ def decode(raw: bytes | str) -> Event:
             raise BadEvent("offset and epoch are strings, both or neither")
         return Message(_channel(document.get("channel")), document["data"], offset, epoch)
     raise BadEvent("unknown event type")
+
+
+def _check_report_id(value: object) -> str:
+    allowed = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+    if (
+        not isinstance(value, str)
+        or not 16 <= len(value) <= MAX_REPORT_ID_LENGTH
+        or not set(value) <= allowed
+    ):
+        raise BadEvent("a report id is 16 to 64 base64url characters")
+    return value
 
 
 def _channel(name: object) -> str:
@@ -227,7 +266,7 @@ def topic_of(prefix: str, event: Event) -> str:
 
 def _sharded(client: object, event: Event) -> bool:
     """``SPUBLISH`` for a topic on a Cluster with sharded pub/sub, else ``PUBLISH``."""
-    return not isinstance(event, Revoke) and sharded_pubsub(client)[0]
+    return not isinstance(event, Revoke | ReportKeyset) and sharded_pubsub(client)[0]
 
 
 def publish(client: redis.Redis, prefix: str, event: Event) -> int:
@@ -280,19 +319,21 @@ def publish_revoke(
     *,
     sub: str | None = None,
     sid: str | None = None,
+    kid: str | None = None,
     now: float | None = None,
 ) -> int:
-    """Close (4001) the live connections of ``sub`` or ``sid`` on every node.
+    """Close (4001) the live connections of ``sub``, ``sid`` or signing key ``kid`` on every node.
 
     This is the live half of a revocation; :func:`wsauth.shared.state.sessions.revoke_session`
-    and :func:`wsauth.shared.state.sessions.revoke_subject` also record it in Redis.
+    and :func:`wsauth.shared.state.sessions.revoke_subject` also record it in Redis. A ``kid``
+    is not recorded: remove the key from the JWKS too (``wsauth keys revoke``).
 
     Raises:
-        BadEvent: not exactly one of ``sub`` and ``sid``.
+        BadEvent: not exactly one of ``sub``, ``sid`` and ``kid``.
         Unavailable: Redis did not answer in time.
     """
     at = time.time() if now is None else now
-    return publish(client, prefix, Revoke(sub=sub, sid=sid, at=at))
+    return publish(client, prefix, Revoke(sub=sub, sid=sid, at=at, kid=kid))
 
 
 def publish_message(

@@ -3,7 +3,7 @@
 Layout (other parts and the tests rely on it)::
 
     {dir}/private/{kid}.pem   PKCS#8 PEM private keys, mode 0600 (never in git)
-    {dir}/keyset.json         each key's kid, alg, state and times
+    {dir}/keyset.json         each key's kid, alg, state and times; the timing rule's numbers
     {dir}/jwks.json           the public JWKS: next, current and retiring keys
     {dir}/.lock               taken (flock) by every command that changes the store
 
@@ -17,7 +17,16 @@ The transitions are pure functions on a tuple of :class:`KeyRecord`
 records or raise :class:`~wsauth.shared.core.errors.KeyStoreError` and change nothing.
 :class:`KeyStore` does the I/O: it holds the lock for the whole
 read-change-write, writes every file to a temporary name and renames it into
-place, and writes a private key before the metadata that names it.
+place (then fsyncs the directory), and writes a private key before the
+metadata that names it. The JWKS is rebuilt from the public keys already
+published in jwks.json (a private file is read only for a key that jwks.json
+lacks), so removing a key never needs another key's private file.
+
+The numbers of the timing rule are recorded in keyset.json (``timing``) and
+only ever raised: every command that changes the store records the highest
+token lifetime, leeway and cache interval it has been run with, and the waits
+use the recorded values when the shell's are smaller. So a shell with a short
+``WSAUTH_TOKEN_TTL`` cannot shorten a wait (docs/howto/key-rotation.md).
 
 Times are whole seconds in keyset.json, but ``now`` may be a float (the CLI
 passes ``time.time()``): a time is recorded rounded *up* and compared
@@ -32,6 +41,7 @@ import contextlib
 import fcntl
 import json
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
@@ -39,7 +49,15 @@ from pathlib import Path
 from typing import Any
 
 from wsauth.shared.core.errors import KeyStoreError
-from wsauth.shared.core.keyset import ALGORITHMS, InvalidKeyset, Keyset, Kid, SigningKey
+from wsauth.shared.core.keyset import (
+    ALGORITHMS,
+    DEFAULT_ALGORITHM,
+    InvalidKeyset,
+    Keyset,
+    Kid,
+    SigningKey,
+    VerificationKey,
+)
 from wsauth.shared.store.files import dumps, write_atomic
 
 
@@ -50,6 +68,9 @@ class KeyState(StrEnum):
 
 
 PUBLISHED_STATES = (KeyState.NEXT, KeyState.CURRENT, KeyState.RETIRING)
+# Seconds one JWKS fetch of a URL gateway may take (its timeout, wsauth.ws.jwks_url.TIMEOUT):
+# a gateway can hold a copy for C plus this before the next one arrives.
+JWKS_FETCH_MARGIN = 5
 
 
 @dataclass(frozen=True)
@@ -93,18 +114,48 @@ class Timing:
     """The numbers of the timing rule (docs/howto/key-rotation.md).
 
     A key may sign only after every gateway has seen it: it must have been
-    published for at least ``cache_interval``. A key may go only after every
-    token it signed has expired everywhere: ``retire_after = promotion time +
-    token_ttl + leeway + cache_interval``.
+    published for at least ``promote_delay = cache_interval + fetch_margin``.
+    A key may go only after every token it signed has expired everywhere:
+    ``retire_after = promotion time + token_ttl + leeway + cache_interval +
+    fetch_margin``. (The CLI passes ``fetch_margin`` = :data:`JWKS_FETCH_MARGIN`.)
     """
 
     token_ttl: int
     leeway: int
     cache_interval: int
+    fetch_margin: int = 0
+
+    @property
+    def promote_delay(self) -> int:
+        return self.cache_interval + self.fetch_margin
 
     @property
     def retire_delay(self) -> int:
-        return self.token_ttl + self.leeway + self.cache_interval
+        return self.token_ttl + self.leeway + self.cache_interval + self.fetch_margin
+
+    def at_least(self, other: Timing | None) -> Timing:
+        """Each number the larger of ``self``'s and ``other``'s (the waits only grow)."""
+        if other is None:
+            return self
+        return Timing(
+            token_ttl=max(self.token_ttl, other.token_ttl),
+            leeway=max(self.leeway, other.leeway),
+            cache_interval=max(self.cache_interval, other.cache_interval),
+            fetch_margin=max(self.fetch_margin, other.fetch_margin),
+        )
+
+    def to_json(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> Timing:
+        """Raises: KeyStoreError: not four non-negative integers."""
+        names = ("token_ttl", "leeway", "cache_interval", "fetch_margin")
+        if not isinstance(data, dict) or not all(
+            type(data.get(name)) is int and 0 <= data[name] <= 86400 for name in names
+        ):
+            raise KeyStoreError("keyset.json has an invalid timing record")
+        return cls(**{name: data[name] for name in names})
 
 
 Records = tuple[KeyRecord, ...]
@@ -159,11 +210,11 @@ def plan_promote(
     if record.state is not KeyState.NEXT:
         raise KeyStoreError(f"key {kid} is {record.state}, only a next key can be promoted")
     published_for = now - record.created
-    if published_for < timing.cache_interval and not force:
+    if published_for < timing.promote_delay and not force:
         raise KeyStoreError(
             f"key {kid} has been published for {int(published_for)}s, less than the cache "
-            f"interval of {timing.cache_interval}s: gateways may not know it yet "
-            "(wait, or --force)"
+            f"interval of {timing.cache_interval}s + the fetch margin of {timing.fetch_margin}s: "
+            "gateways may not know it yet (wait, or --force)"
         )
     promoted = math.ceil(now)
     changed = [replace(record, state=KeyState.CURRENT, promoted=promoted)]
@@ -233,10 +284,21 @@ class KeyStore:
         Raises:
             KeyStoreError: keyset.json exists but is unreadable or invalid.
         """
+        return self._read()[0]
+
+    def timing(self) -> Timing | None:
+        """The timing rule's numbers recorded in keyset.json (None before any is recorded).
+
+        Raises:
+            KeyStoreError: keyset.json exists but is unreadable or invalid.
+        """
+        return self._read()[1]
+
+    def _read(self) -> tuple[Records, Timing | None]:
         try:
             text = self.metadata_path.read_text("utf-8")
         except FileNotFoundError:
-            return ()
+            return (), None
         except OSError as error:
             raise KeyStoreError(f"cannot read {self.metadata_path}: {error.strerror}") from None
         try:
@@ -246,7 +308,9 @@ class KeyStore:
             raise KeyStoreError(f"{self.metadata_path} is not a key store file") from None
         if not isinstance(keys, list):
             raise KeyStoreError(f"{self.metadata_path} is not a key store file")
-        return tuple(KeyRecord.from_json(item) for item in keys)
+        recorded = document.get("timing")
+        timing = None if recorded is None else Timing.from_json(recorded)
+        return tuple(KeyRecord.from_json(item) for item in keys), timing
 
     def signing_key(self) -> SigningKey | None:
         """The ``current`` key with its private half, or None when there is none.
@@ -284,7 +348,14 @@ class KeyStore:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[Records]:
-        """Hold the store's lock; yield the records as they are under it."""
+        """Hold the store's lock; yield the records as they are under it.
+
+        Raises:
+            KeyStoreError: the store cannot be used, or it belongs to another user:
+                files written now would belong to this one (private keys mode 0600),
+                and an issuer running as the store's owner could not read them.
+        """
+        self._check_owner()
         try:
             (self.dir / "private").mkdir(parents=True, exist_ok=True, mode=0o700)
             handle = open(self.dir / ".lock", "a+b")  # noqa: SIM115 - closed below
@@ -297,71 +368,132 @@ class KeyStore:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def generate(self, alg: str, now: float) -> KeyRecord:
-        """Create a key (``current`` in an empty store, else ``next``) and publish it."""
-        if alg not in ALGORITHMS:
+    def _check_owner(self) -> None:
+        try:
+            owner = self.dir.stat().st_uid
+        except FileNotFoundError:
+            return  # created now, by and for this user
+        except OSError as error:
+            raise KeyStoreError(f"cannot use key store {self.dir}: {error.strerror}") from None
+        if owner != os.geteuid():
+            raise KeyStoreError(
+                f"key store {self.dir} belongs to uid {owner}, not to this user "
+                f"(uid {os.geteuid()}): run wsauth keys as the store's owner, the issuer's "
+                "user (e.g. sudo -u OWNER wsauth keys ...)"
+            )
+
+    def generate(self, alg: str | None, now: float, timing: Timing | None = None) -> KeyRecord:
+        """Create a key (``current`` in an empty store, else ``next``) and publish it.
+
+        ``alg`` None: the current key's algorithm (:data:`DEFAULT_ALGORITHM` in an
+        empty store). ``timing`` (the command's numbers) is recorded, each
+        number raised to it.
+        """
+        if alg is not None and alg not in ALGORITHMS:
             raise KeyStoreError(f"algorithm {alg!r} is not one of {', '.join(ALGORITHMS)}")
         with self.locked() as records:
+            current = current_of(records)
+            alg = alg or (current.alg if current else DEFAULT_ALGORITHM)
             key = SigningKey.generate(alg)
             new_records = plan_generate(records, key.kid, alg, now)
             self._write(self.private_path(key.kid), key.to_pem(), mode=0o600)
-            self._commit(new_records)
+            self._commit(new_records, timing, new_key=key.public)
             return _find(new_records, key.kid)
 
+    def effective_timing(self, timing: Timing) -> Timing:
+        """``timing`` with each number raised to the one recorded in the store."""
+        return timing.at_least(self.timing())
+
     def promote(self, kid: str, now: float, timing: Timing, *, force: bool = False) -> Records:
+        """Promote ``kid``, with the recorded timing where it is longer than ``timing``."""
         with self.locked() as records:
+            timing = timing.at_least(self.timing())
             new_records = plan_promote(records, kid, now, timing, force=force)
-            self._commit(new_records)
+            self._commit(new_records, timing)
             return new_records
 
     def retire(self, kid: str | None, now: float, *, force: bool = False) -> list[Kid]:
         with self.locked() as records:
             new_records, gone = plan_retire(records, kid, now, force=force)
             if gone:
-                self._commit(new_records)
+                self._commit(new_records, None)
                 self._remove_private(gone)
             return gone
 
     def revoke(self, kid: str) -> None:
+        """Remove ``kid`` now; reads no private file (the JWKS keeps the others' public keys)."""
         with self.locked() as records:
-            self._commit(plan_revoke(records, kid))
+            self._commit(plan_revoke(records, kid), None)
             self._remove_private([Kid(kid)])
 
-    def rotate(self, alg: str, now: float, timing: Timing) -> Rotation:
+    def rotate(self, alg: str | None, now: float, timing: Timing) -> Rotation:
         """One idempotent step of the safe schedule, under one lock (for cron).
 
-        Generate a ``next`` key when there is none; promote it once it has been
-        published for one cache interval; retire every retiring key that is due.
+        Generate a ``next`` key when there is none (with ``alg``, or when None the
+        algorithm of the current key: a rotation never changes the deployment's
+        algorithm unless asked); promote it once it has been published for
+        ``promote_delay``; retire every retiring key that is due.
         """
         with self.locked() as records:
+            timing = timing.at_least(self.timing())
             rotation = Rotation()
             waiting = next((r for r in records if r.state is KeyState.NEXT), None)
+            new_key: VerificationKey | None = None
             if waiting is None:
-                key = SigningKey.generate(alg)
-                records = plan_generate(records, key.kid, alg, now)
+                current = current_of(records)
+                chosen = alg or (current.alg if current else DEFAULT_ALGORITHM)
+                key = SigningKey.generate(chosen)
+                records = plan_generate(records, key.kid, chosen, now)
                 self._write(self.private_path(key.kid), key.to_pem(), mode=0o600)
                 rotation.generated = _find(records, key.kid)
-            elif now - waiting.created >= timing.cache_interval:
+                new_key = key.public
+            elif now - waiting.created >= timing.promote_delay:
                 records = plan_promote(records, waiting.kid, now, timing)
                 rotation.promoted = waiting.kid
             else:
-                rotation.promote_after = waiting.created + timing.cache_interval
+                rotation.promote_after = waiting.created + timing.promote_delay
             records, rotation.retired = plan_retire(records, None, now)
             if rotation.generated or rotation.promoted or rotation.retired:
-                self._commit(records)
+                self._commit(records, timing, new_key=new_key)
                 self._remove_private(rotation.retired)
             return rotation
 
-    def _commit(self, records: Records) -> None:
-        """Write jwks.json first (never naming a key without its private file), then keyset.json."""
-        published = [
-            self._load_private(record).public
-            for record in records
-            if record.state in PUBLISHED_STATES
-        ]
+    def _published_keys(self) -> dict[Kid, VerificationKey]:
+        """The public keys in jwks.json (checked as a gateway checks them); {} if unusable."""
+        try:
+            return dict(Keyset.from_json(self.jwks_path.read_bytes()))
+        except (OSError, InvalidKeyset):
+            return {}
+
+    def _commit(
+        self, records: Records, timing: Timing | None, *, new_key: VerificationKey | None = None
+    ) -> None:
+        """Write jwks.json first (never naming a key without its private file), then keyset.json.
+
+        Each published key comes from jwks.json as it is (or ``new_key``); only a
+        key that jwks.json lacks is read from its private file.
+        """
+        known = self._published_keys()
+        if new_key is not None:
+            known[new_key.kid] = new_key
+        published = []
+        for record in records:
+            if record.state not in PUBLISHED_STATES:
+                continue
+            key = known.get(record.kid)
+            if key is None or key.alg != record.alg:
+                key = self._load_private(record).public
+            published.append(key)
         jwks = Keyset(published).to_jwks()
         self._write(self.jwks_path, dumps(jwks), mode=0o644)
-        metadata = {"version": 1, "keys": [record.to_json() for record in records]}
+        recorded = self.timing()
+        metadata: dict[str, Any] = {
+            "version": 1,
+            "keys": [record.to_json() for record in records],
+        }
+        merged = recorded if timing is None else timing.at_least(recorded)
+        if merged is not None:
+            metadata["timing"] = merged.to_json()
         self._write(self.metadata_path, dumps(metadata), mode=0o644)
 
     def _remove_private(self, kids: list[Kid]) -> None:

@@ -335,7 +335,7 @@ def test_fail_closed_answers_match_the_spec(
         ready = get(f"{issuer.url}/readyz")
         assert ready.json() == {
             "status": "degraded",
-            "checks": {"redis": False, "signing_key": True},
+            "checks": {"redis": False, "signing_key": True, "jwks": True, "timing": True},
         }
         checked.answer("/readyz", "get", ready)
         checked.answer("/healthz", "get", get(f"{issuer.url}/healthz"))

@@ -20,7 +20,9 @@ def test_jwks_serves_the_key_store_public_keys_with_cache_control(
     assert answer.status_code == 200
     assert answer.content == key_store.jwks_path.read_bytes()
     assert answer.headers["Content-Type"] == "application/jwk-set+json"
-    assert answer.headers["Cache-Control"] == f"public, max-age={settings.jwks_cache}"
+    assert answer.headers["Cache-Control"] == (
+        f"public, max-age={settings.jwks_cache}, s-maxage=0, proxy-revalidate"
+    )
     keyset = Keyset.from_json(answer.content)
     assert set(keyset) == set(key_store.public_keyset())
     assert all("d" not in jwk for jwk in answer.json()["keys"])
@@ -31,7 +33,7 @@ def test_jwks_max_age_follows_the_jwks_cache_setting(
 ) -> None:
     with run_issuer(make_settings(jwks_cache=300)) as url:
         answer = requests.get(f"{url}/.well-known/jwks.json", timeout=5)
-    assert answer.headers["Cache-Control"] == "public, max-age=300"
+    assert answer.headers["Cache-Control"] == "public, max-age=300, s-maxage=0, proxy-revalidate"
 
 
 def test_jwks_answers_304_to_a_matching_etag(issuer_url: str) -> None:
@@ -48,7 +50,10 @@ def test_jwks_answers_304_to_a_matching_etag(issuer_url: str) -> None:
 def test_readyz_is_ok_with_redis_and_a_signing_key(issuer_url: str) -> None:
     answer = requests.get(f"{issuer_url}/readyz", timeout=5)
     assert answer.status_code == 200
-    assert answer.json() == {"status": "ok", "checks": {"redis": True, "signing_key": True}}
+    assert answer.json() == {
+        "status": "ok",
+        "checks": {"redis": True, "signing_key": True, "jwks": True, "timing": True},
+    }
 
 
 def test_readyz_is_degraded_without_a_signing_key_while_healthz_stays_ok(
@@ -59,7 +64,10 @@ def test_readyz_is_degraded_without_a_signing_key_while_healthz_stays_ok(
         liveness = requests.get(f"{url}/healthz", timeout=5)
         jwks = requests.get(f"{url}/.well-known/jwks.json", timeout=5)
     assert answer.status_code == 503
-    assert answer.json() == {"status": "degraded", "checks": {"redis": True, "signing_key": False}}
+    assert answer.json() == {
+        "status": "degraded",
+        "checks": {"redis": True, "signing_key": False, "jwks": False, "timing": True},
+    }
     assert (liveness.status_code, liveness.json()) == (200, {"status": "ok"})
     assert jwks.status_code == 503
     assert jwks.json() == {"error": "no_signing_key"}

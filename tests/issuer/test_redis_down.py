@@ -42,7 +42,7 @@ def test_token_endpoints_answer_503_when_redis_is_down(
             assert ready.status_code == 503
             assert ready.json() == {
                 "status": "degraded",
-                "checks": {"redis": False, "signing_key": True},
+                "checks": {"redis": False, "signing_key": True, "jwks": True, "timing": True},
             }
             assert requests.get(f"{url}/healthz", timeout=5).status_code == 200
 

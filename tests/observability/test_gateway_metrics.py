@@ -124,6 +124,7 @@ def test_keyset_gauges_show_the_loaded_kid_its_age_and_no_error(
     assert value(samples, "wsauth_gateway_keyset_keys") == 1
     assert value(samples, "wsauth_gateway_keyset_kid", kid=tokens.key.kid) == 1
     assert value(samples, "wsauth_gateway_keyset_error") == 0
+    assert value(samples, "wsauth_gateway_keyset_stale") == 0
     assert 0 <= value(samples, "wsauth_gateway_keyset_age_seconds") < 60
     assert value(samples, "wsauth_gateway_pubsub_connected") == 1
 

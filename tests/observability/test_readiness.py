@@ -58,12 +58,18 @@ def test_issuer_readyz_flips_to_503_while_redis_is_stopped_and_back_while_health
         with run_issuer(settings) as url:
             assert _get(f"{url}/readyz") == (
                 200,
-                {"status": "ok", "checks": {"redis": True, "signing_key": True}},
+                {
+                    "status": "ok",
+                    "checks": {"redis": True, "signing_key": True, "jwks": True, "timing": True},
+                },
             )
             own_redis.stop()
             assert _get(f"{url}/readyz") == (
                 503,
-                {"status": "degraded", "checks": {"redis": False, "signing_key": True}},
+                {
+                    "status": "degraded",
+                    "checks": {"redis": False, "signing_key": True, "jwks": True, "timing": True},
+                },
             )
             assert _get(f"{url}/healthz") == (200, {"status": "ok"})
 

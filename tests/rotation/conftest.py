@@ -77,6 +77,7 @@ class Stack:
         """The environment of an operator's shell: the store and the rule's timings."""
         env = {name: value for name, value in os.environ.items() if not name.startswith("WSAUTH_")}
         env.update(
+            WSAUTH_REDIS_URL=self.settings.effective_redis_url,
             WSAUTH_KEYS_DIR=str(self.keys_dir),
             WSAUTH_JWKS_CACHE=str(RULE_CACHE),
             WSAUTH_TOKEN_TTL=str(TOKEN_TTL),

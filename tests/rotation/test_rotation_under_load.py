@@ -14,6 +14,7 @@ from typing import Any
 
 from tests.rotation.conftest import RULE_CACHE, Stack, Traffic, poll
 from tests.ws.conftest import refusal
+from wsauth.shared.store.keystore import JWKS_FETCH_MARGIN
 
 
 def _record(stack: Stack, kid: str) -> dict[str, Any]:
@@ -22,7 +23,7 @@ def _record(stack: Stack, kid: str) -> dict[str, Any]:
 
 
 def _wait_until(epoch: float) -> None:
-    poll(lambda: time.time() >= epoch, timeout=30, what=f"the time {epoch}")
+    poll(lambda: time.time() >= epoch, timeout=45, what=f"the time {epoch}")
 
 
 def test_a_full_rotation_under_load_fails_no_handshake_and_retires_the_old_key(
@@ -36,7 +37,10 @@ def test_a_full_rotation_under_load_fails_no_handshake_and_retires_the_old_key(
 
         new_kid = stack.keys("generate", "-q").strip()
         assert _record(stack, new_kid)["state"] == "next"
-        _wait_until(_record(stack, new_kid)["created"] + RULE_CACHE)
+        record = _record(stack, new_kid)
+        # C + F: the cache interval and the JWKS fetch margin (docs/howto/key-rotation.md).
+        assert record["promote_after"] == record["created"] + RULE_CACHE + JWKS_FETCH_MARGIN
+        _wait_until(record["promote_after"])
         assert new_kid in stack.gateway_kids()
         assert "promoted" in stack.keys("promote", new_kid)
         poll(lambda: traffic.total(new_kid) >= 5, what="traffic on the new key")

@@ -14,21 +14,27 @@ How the runbook is read:
   T = 2 s, L = 1 s; the servers refresh every ``SERVER_CACHE`` = 1 s, within
   C as the rule requires), and the loopback URLs of the running issuer and
   gateway. A renamed or missing variable fails the test.
-- The ``crontab`` block (a ``cron`` block, not run by bash) must set the same
-  variables as ``setup`` and run a command that a runnable block runs.
+- The ``crontab`` block (a ``cron`` block, not run by bash) must set a
+  ``PATH`` and the same ``WSAUTH_*`` variables as ``setup`` (but the Redis
+  URL, which rotation does not use) and run a command that a runnable block
+  runs; and its entry runs as written, with nothing but its own variables.
+- The exit statuses table lists every command the runbook relies on, and
+  the CLI gives each status as the table says.
 
 All runnable blocks then run in order in ONE ``bash -euo pipefail`` process
 (with the virtualenv's ``wsauth`` first on ``PATH``, ``curl`` and ``jq`` from
 the system), so a command that fails, or that the code no longer knows,
 fails the test. Meanwhile two clients get tokens from ``POST /api/tokens``
 and connect through the gateway nonstop: through ``routine`` and ``cron``
-not one handshake may fail; after ``emergency`` starts, the only failure
-allowed is the documented one, ``401 unknown_kid`` for a key promoted with
-``--force`` before the gateway has fetched it.
+not one handshake may fail; after ``emergency`` starts, the only failures
+allowed are the documented ones: ``401 unknown_kid`` for a key promoted with
+``--force`` before the gateway has fetched it, and ``401 key_revoked`` for a
+token of the bad key used as ``wsauth revoke --kid`` runs.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -50,6 +56,7 @@ SETUP = [
     "WSAUTH_JWKS_CACHE",
     "WSAUTH_TOKEN_TTL",
     "WSAUTH_LEEWAY",
+    "WSAUTH_REDIS_URL",
     "ISSUER",
     "GATEWAY",
 ]
@@ -124,14 +131,112 @@ def test_the_runbook_has_its_sections_and_shows_no_command_that_is_not_run() -> 
     run = [command for block in blocks if block.lang == "sh" for command in commands(block)]
     assert sum("wsauth keys" in command for command in run) >= 20
 
-    crontab = next(block for block in blocks if block.name == "crontab")
+    variables, entry = crontab(blocks)
     setup = setup_exports(blocks[0])
-    *variables, entry = [line for line in crontab.lines if line.strip()]
-    assert dict(line.split("=", 1) for line in variables) == {
-        name: value for name, value in setup.items() if name.startswith("WSAUTH_")
+    path = variables.pop("PATH")
+    assert path.endswith(":/usr/bin:/bin"), path  # the installation's bin, then cron's own
+    assert variables == {
+        name: value
+        for name, value in setup.items()
+        if name.startswith("WSAUTH_") and name != "WSAUTH_REDIS_URL"
     }
     cron_command = entry.split(maxsplit=5)[5].split(">>")[0].strip()
     assert any(command.startswith(cron_command) for command in run), cron_command
+
+
+def crontab(blocks: list[Block]) -> tuple[dict[str, str], str]:
+    """The crontab block's variables and its one entry."""
+    block = next(block for block in blocks if block.name == "crontab")
+    *variables, entry = [line for line in block.lines if line.strip()]
+    return dict(line.split("=", 1) for line in variables), entry
+
+
+def test_the_crontab_entry_runs_as_written_with_only_its_own_environment(
+    tmp_path: Path,
+) -> None:
+    variables, entry = crontab(runbook_blocks(RUNBOOK.read_text()))
+    # The places of this machine for the ones of the example: the installation's
+    # bin directory, the key store and the log file. Nothing else changes.
+    installed, *rest = variables["PATH"].split(":")
+    env = dict(variables)
+    env["PATH"] = ":".join([str(Path(sys.executable).parent), *rest])
+    env["WSAUTH_KEYS_DIR"] = str(tmp_path / "keys")
+    log = tmp_path / "rotate.log"
+    command = entry.split(maxsplit=5)[5]
+    assert ">>/var/log/wsauth/rotate.log 2>&1" in command
+    command = command.replace("/var/log/wsauth/rotate.log", str(log))
+    assert installed.startswith("/") and "wsauth" in installed
+    # As cron runs it: /bin/sh -c, with the crontab's variables and HOME/LOGNAME/SHELL only.
+    env.update(HOME=str(tmp_path), LOGNAME="wsauth", SHELL="/bin/sh")
+    for _ in range(3):  # a first key, a next key, then a run that only waits
+        done = subprocess.run(["/bin/sh", "-c", command], env=env, timeout=60, check=False)
+        assert done.returncode == 0, log.read_text()
+    text, decoder, runs = log.read_text(), json.JSONDecoder(), []
+    position = 0
+    while text[position:].strip():  # one JSON document per run, one after the other
+        document, end = decoder.raw_decode(text, len(text) - len(text[position:].lstrip()))
+        runs.append(document)
+        position = end
+    assert [run["changed"] for run in runs] == [True, True, False]
+    assert runs[2]["promote_after"] is not None
+
+
+EXIT_TABLE = re.compile(r"<!-- exit-statuses -->\n(?P<table>(?:\|.*\|\n)+)")
+
+
+def _exit_table() -> dict[str, tuple[str, str]]:
+    match = EXIT_TABLE.search(RUNBOOK.read_text())
+    assert match, "the exit statuses table"
+    rows = {}
+    for line in match["table"].splitlines()[2:]:
+        command, zero, two = (cell.strip() for cell in line.strip("|").split("|"))
+        rows[command.strip("`")] = (zero, two)
+    return rows
+
+
+def test_every_exit_status_in_the_table_is_the_clis(tmp_path: Path, redis_url: str) -> None:
+    table = _exit_table()
+    store = tmp_path / "keys"
+    env = {name: value for name, value in os.environ.items() if not name.startswith("WSAUTH_")}
+    env.update(WSAUTH_KEYS_DIR=str(store), WSAUTH_REDIS_URL=redis_url, WSAUTH_JWKS_CACHE="1")
+    wsauth = str(Path(sys.executable).with_name("wsauth"))
+
+    def status(*args: str) -> int:
+        done = subprocess.run(
+            [wsauth, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        if done.returncode == 2:
+            assert done.stderr.count("\n") == 1, (args, done.stderr)
+        return done.returncode
+
+    checked: dict[str, tuple[int, int]] = {}
+    first = subprocess.run(
+        [wsauth, "keys", "generate", "-q"], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    nxt = subprocess.run(
+        [wsauth, "keys", "generate", "-q"], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    checked["wsauth keys generate"] = (0, status("keys", "generate"))  # a next key exists
+    checked["wsauth keys promote KID"] = (
+        status("keys", "promote", nxt, "--force"),
+        status("keys", "promote", first),  # now retiring: not a next key
+    )
+    checked["wsauth keys retire [KID]"] = (
+        status("keys", "retire"),
+        status("keys", "retire", first),
+    )
+    checked["wsauth keys revoke KID"] = (
+        status("keys", "revoke", first),
+        status("keys", "revoke", first),
+    )
+    checked["wsauth keys rotate"] = (status("keys", "rotate"), 0)
+    (store / "keyset.json").write_text("{")
+    checked["wsauth keys rotate"] = (checked["wsauth keys rotate"][0], status("keys", "rotate"))
+    checked["wsauth keys gateways"] = (0, status("keys", "gateways"))  # none runs here
+    checked["wsauth revoke --kid KID"] = (status("revoke", "--kid", nxt), status("revoke"))
+    # 0 of `keys gateways` needs running gateways: test_every_gateway_process.py shows it.
+    assert set(checked) == set(table), "the table and this test list the same commands"
+    assert all(codes == (0, 2) for codes in checked.values()), checked
 
 
 def test_the_runbook_parser_refuses_output_lines_in_a_runnable_block() -> None:
@@ -151,6 +256,7 @@ def test_every_command_of_the_runbook_runs_with_no_failed_handshake(
         "WSAUTH_JWKS_CACHE": str(RULE_CACHE),
         "WSAUTH_TOKEN_TTL": str(TOKEN_TTL),
         "WSAUTH_LEEWAY": str(LEEWAY),
+        "WSAUTH_REDIS_URL": stack.settings.effective_redis_url,
         "ISSUER": stack.issuer_url,
         "GATEWAY": stack.gateway.http_url,
     }
@@ -181,7 +287,7 @@ def test_every_command_of_the_runbook_runs_with_no_failed_handshake(
         reader = threading.Thread(target=read, name="runbook-output")
         reader.start()
         try:
-            returncode = process.wait(timeout=90)
+            returncode = process.wait(timeout=240)
         finally:
             if process.poll() is None:
                 process.kill()
@@ -195,6 +301,6 @@ def test_every_command_of_the_runbook_runs_with_no_failed_handshake(
     before = [what for at, what in traffic.failures if at < started["emergency"]]
     assert before == [], transcript
     during = {what for at, what in traffic.failures if at >= started["emergency"]}
-    assert during <= {"401 unknown_kid"}
+    assert during <= {"401 unknown_kid", "401 key_revoked"}
     assert traffic.total() >= 20
     assert len(traffic.accepted) >= 4  # the first key, the routine one, cron's, emergency's

@@ -88,6 +88,10 @@ class _StaticKeys:
     def refresh(self, now: float, *, force: bool = False) -> bool:
         return False
 
+    @property
+    def refreshed_at(self) -> float | None:
+        return None  # never stale: the keyset cannot change
+
     def status(self) -> dict[str, Any]:
         return {"keys": len(self.keyset)}
 

@@ -176,6 +176,7 @@ def test_file_keyset_source_starts_empty_without_a_file(tmp_path: Path) -> None:
         "kids": [],
         "last_error": "jwks file not found",
         "loaded_at": None,
+        "refreshed_at": None,
     }
 
 
