@@ -31,10 +31,10 @@ What the mixin does, step by step, and what a host may override:
     token source. Set before ``open`` runs.
 ``open()``
     Before the host's ``open`` body runs, the mixin registers the connection on the node
-    and waits until the node's Redis subscription includes the user (so a push sent
-    once the host's ``open`` ran reaches the connection):
-    pushes to its ``sub``, revocation of its ``sub``/``sid`` (4001), the maximum age
-    (4002) and the heartbeats (ping, 4003). A connection revoked a moment ago is closed
+    (pushes to its ``sub``, revocation of its ``sub``/``sid`` (4001), the maximum age
+    (4002) and the heartbeats (ping, 4003)) and waits until the node's Redis
+    subscriptions include the user, so a push sent once the host's ``open`` ran reaches
+    the connection. A connection revoked a moment ago is closed
     instead and the host's ``open`` never runs. No ``super().open()`` needed (harmless).
     ``expires_in`` is then the seconds until the 4002 close (None without a maximum age).
 ``on_message()``

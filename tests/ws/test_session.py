@@ -25,7 +25,7 @@ from tests.ws.conftest import Tokens
 from wsauth.shared.core.config import Settings
 from wsauth.shared.state.inbox import Inbox, InboxMessage, inbox_key
 from wsauth.shared.state.replay import sync_client
-from wsauth.ws.app import GatewaySocket
+from wsauth.tornado import ProtocolHandler
 from wsauth.ws.session import CommandBucket, Outbox
 
 CHAT = "sub:chat:* pub:chat:*"
@@ -359,7 +359,7 @@ def test_commands_are_counted_by_command_and_outcome(
         assert line in body
 
 
-class HostSocket(GatewaySocket):
+class HostSocket(ProtocolHandler):  # the public name of the built-in handler
     """A host application's handler that takes ``send`` messages itself."""
 
     taken: ClassVar[list[InboxMessage]] = []
