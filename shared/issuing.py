@@ -51,6 +51,7 @@ from wsauth.shared.core.errors import (
     Unavailable,
 )
 from wsauth.shared.core.keyset import SigningKey
+from wsauth.shared.core.scopes import parse_scope
 from wsauth.shared.core.tokens import (
     MAX_SCOPE_LENGTH,
     MAX_SID_LENGTH,
@@ -99,17 +100,17 @@ def _check_text(value: object, name: str, max_length: int) -> str:
 
 
 def check_scope(scope: object) -> str:
-    """The one check of a ``scope`` value before it is minted.
-
-    Today the claim checks of :mod:`wsauth.shared.core.tokens` (a printable
-    string of at most 1 KiB); the grammar of DESIGN.md "Channels and scopes"
-    (``sub:<pattern>`` / ``pub:<pattern>`` grants) replaces it here, and only
-    here, when ``wsauth.shared.core.scopes`` lands.
+    """The one check of a ``scope`` value before it is minted: the claim checks of
+    :mod:`wsauth.shared.core.tokens` (a printable string of at most 1 KiB), then the
+    grammar of DESIGN.md "Channels and scopes": every space-separated word is a
+    ``sub:<pattern>`` or ``pub:<pattern>`` grant (:func:`wsauth.shared.core.scopes.parse_scope`).
 
     Raises:
-        InvalidClaims: not a valid scope.
+        InvalidClaims: not a valid scope (:class:`InvalidScope` for a word that is no grant).
     """
-    return _check_text(scope, "scope", MAX_SCOPE_LENGTH)
+    text = _check_text(scope, "scope", MAX_SCOPE_LENGTH)
+    parse_scope(text)
+    return text
 
 
 def check_request(sub: object, sid: object = None, scope: object = None) -> None:

@@ -15,7 +15,13 @@ import redis
 import wsauth
 from wsauth import Grant, Issuer, load_settings
 from wsauth.shared.core.config import MAX_TOKEN_TTL, Settings
-from wsauth.shared.core.errors import InvalidClaims, NoSigningKey, Unavailable, WsAuthError
+from wsauth.shared.core.errors import (
+    InvalidClaims,
+    InvalidScope,
+    NoSigningKey,
+    Unavailable,
+    WsAuthError,
+)
 from wsauth.shared.core.tokens import verify
 from wsauth.shared.state.events import channel
 from wsauth.shared.state.replay import jti_key
@@ -140,6 +146,20 @@ def test_issue_refuses_bad_claim_values_and_writes_nothing(
         issuer.issue(sub, sid=sid, scope=scope)  # type: ignore[arg-type]
     assert caught.value.context["claim"] == claim
     assert redis_client.dbsize() == 0
+
+
+@pytest.mark.parametrize("scope", ["read write", "sub:chat:* admin", "sub:a  pub:b", "pub:"])
+def test_issue_refuses_a_scope_word_that_is_not_a_grant_and_writes_nothing(
+    issuer: Issuer, redis_client: redis.Redis, scope: str
+) -> None:
+    with pytest.raises(InvalidScope):
+        issuer.issue("alice", scope=scope)
+    assert redis_client.dbsize() == 0
+
+
+def test_issue_mints_a_scope_of_grants_as_given(issuer: Issuer) -> None:
+    grant = issuer.issue("alice", scope="sub:chat:* pub:chat:lobby")
+    assert grant.claims.scope == "sub:chat:* pub:chat:lobby"
 
 
 def test_issue_without_a_current_key_raises_no_signing_key(
