@@ -51,6 +51,15 @@
 // published while it was away, in order and once; the reply says
 // `recovered: false` with a `reason` when it could not ("epoch_changed": the
 // history is gone). `client.positions` holds the positions.
+//
+// Pushes to the user get the same when the gateway keeps their history
+// (WSAUTH_HISTORY_USERS): the client keeps the user's position
+// (`client.pushPosition`, {offset, epoch}) from the welcome's `push` and from each
+// push frame's `offset`/`epoch`, and offers it on every reconnect (ticket or fresh
+// token) as one more subprotocol, "wsauth.since.<offset>.<epoch>". The gateway then
+// sends the welcome, the missed pushes in order (onMessage, as live ones), then live
+// pushes; `onPushRecovered(push)` gets the welcome's `push` when it says whether the
+// gap was recovered (`recovered`, `reason`).
 // The token is never logged, never put in a URL, and never handed to callbacks.
 
 /** Close codes of the gateway (the fixed contract of docs/reference). */
@@ -70,6 +79,47 @@ export const CloseCode = Object.freeze({
 export const SUBPROTOCOL = "wsauth";
 const BEARER_PREFIX = "wsauth.bearer.";
 const RESUME_PREFIX = "wsauth.resume.";
+const SINCE_PREFIX = "wsauth.since.";
+// The grammar of a position the gateway accepts back (protocol v1): anything else is
+// never offered, since a malformed `wsauth.since.*` is refused with 400.
+const OFFSET = /^(0|[1-9][0-9]{0,15})$/;
+const EPOCH = /^[A-Za-z0-9_-]{1,32}$/;
+// A welcome's push result that leaves the position as it was: the gateway could not tell.
+const KEEP_POSITION_REASONS = ["no_history", "redis_unavailable"];
+
+/** {offset, epoch} of a push frame or a welcome's `push`; null when it has none (or a bad one). */
+function pushPositionOf(frame) {
+  if (frame === null || typeof frame !== "object") return null;
+  const { offset, epoch } = frame;
+  if (typeof offset !== "string" || !OFFSET.test(offset) || Number(offset) >= 2 ** 53) return null;
+  if (typeof epoch !== "string" || !EPOCH.test(epoch)) return null;
+  return { offset, epoch };
+}
+
+/** The later offset in the same epoch; a new epoch replaces the old. */
+function laterPosition(known, seen) {
+  if (seen === null) return known;
+  if (!known || known.epoch !== seen.epoch || Number(known.offset) < Number(seen.offset)) {
+    return seen;
+  }
+  return known;
+}
+
+/**
+ * The position to keep after a welcome's `push`. While missed pushes follow the welcome
+ * (`recovered: true`, or "history_trimmed": what is left of them), the offered position
+ * stays until their frames move it, so a connection lost half-way through offers it
+ * again. Otherwise the gateway's position replaces ours (the first one, a new epoch, the
+ * true one after "unknown_position"); a history lost with no new position forgets ours.
+ */
+function welcomePosition(known, push) {
+  const { recovered, reason } = push;
+  const followed = recovered === true || reason === "history_trimmed";
+  if (followed || KEEP_POSITION_REASONS.includes(reason)) return known;
+  const position = pushPositionOf(push);
+  if (position !== null) return position;
+  return recovered === false ? null : known;
+}
 
 /**
  * A connection that lived shorter than this and was closed with 4002 reconnects
@@ -125,6 +175,8 @@ const MIN_REAUTHENTICATE_AGE_MS = 500;
  * @property {string[]} [channels]   subscribed on every connection (as subscribe()), recovered by offset
  * @property {(channel: string, reply: object) => void} [onRecovered]  each subscribe reply
  *           that says whether a gap was recovered (`recovered`, `reason`)
+ * @property {(push: object) => void} [onPushRecovered]  each welcome's `push` that says
+ *           whether the pushes missed since `pushPosition` were recovered (`recovered`, `reason`)
  */
 
 /** The token endpoint refused (401/403: logged out) or failed. */
@@ -198,6 +250,9 @@ export class WsAuthClient {
     /** @type {Map<string, {offset: string, epoch: string}>} last position per channel */
     this.positions = new Map();
     this.onRecovered = options.onRecovered ?? (() => {});
+    /** @type {{offset: string, epoch: string} | null} the user's last push position */
+    this.pushPosition = null;
+    this.onPushRecovered = options.onPushRecovered ?? (() => {});
   }
 
   /** `subscribe`, with `since` when a position of the channel is known. */
@@ -315,7 +370,9 @@ export class WsAuthClient {
       else resolve(message);
       return true;
     }
-    if (message.type === "message") {
+    if (message.type === "push") {
+      this.pushPosition = laterPosition(this.pushPosition, pushPositionOf(message));
+    } else if (message.type === "message") {
       this._track(message.channel, message);
       for (const handler of this._channels.get(message.channel) ?? []) {
         this._notify(handler, message.data, message);
@@ -324,6 +381,11 @@ export class WsAuthClient {
       this._channels.delete(message.channel);
       this._notify(this.onUnsubscribed, message.channel, message.reason);
     } else if (message.type === "welcome") {
+      const push = message.push;
+      if (push !== null && typeof push === "object") {
+        this.pushPosition = welcomePosition(this.pushPosition, push);
+        if ("recovered" in push) this._notify(this.onPushRecovered, push);
+      }
       this._scheduleRefresh(message.expires_in);
       this._resubscribe();
     }
@@ -464,9 +526,12 @@ export class WsAuthClient {
   _open(generation, grant, ticket = null) {
     const url = this.url ?? grant.url;
     const credential = ticket === null ? BEARER_PREFIX + grant.token : RESUME_PREFIX + ticket;
+    const protocols = [SUBPROTOCOL, credential];
+    const since = this.pushPosition;
+    if (since) protocols.push(`${SINCE_PREFIX}${since.offset}.${since.epoch}`);
     let socket;
     try {
-      socket = new this._WebSocket(url, [SUBPROTOCOL, credential]);
+      socket = new this._WebSocket(url, protocols);
     } catch {
       // A malformed URL or one the page's CSP forbids: retrying will not fix it.
       this._generation += 1;

@@ -9,7 +9,8 @@
 //   {welcome: {...}, messages: [...]} the welcome to send (default {type, sub}), frames after it
 // An attempt with a resume ticket fetches no token: it takes the next plan itself.
 // It resolves once `until(status)` is true for a status the client reports (or rejects
-// after `timeout` ms), with everything the client did.
+// after `timeout` ms), with everything the client did, the welcome `push` results given to
+// onPushRecovered (`pushRecovered`) and the client's `pushPosition` at that moment.
 
 import { WsAuthClient } from "/static/wsauth.js";
 
@@ -19,6 +20,7 @@ export function run(plans, { until, timeout = 5000, clientOptions = {}, afterSto
   // `after`: statuses reported once `until` held (the test's own stop() included).
   const record = {
     statuses: [], after: [], closes: [], messages: [], fetches: [], offered: [], sent: [],
+    pushRecovered: [],
   };
   let done = false;
   let planIndex = -1;
@@ -107,14 +109,16 @@ export function run(plans, { until, timeout = 5000, clientOptions = {}, afterSto
         done = true;
         clearTimeout(timer);
         const state = client.state;
+        const pushPosition = client.pushPosition;
         // afterStop: keep watching a while, to show that nothing else happens.
         setTimeout(() => {
           if (client.state !== "stopped") client.stop();
-          resolve({ ...record, state });
+          resolve({ ...record, state, pushPosition });
         }, afterStop);
       },
       onClose: (info) => record.closes.push(info),
       onMessage: (message) => record.messages.push(message),
+      onPushRecovered: (push) => record.pushRecovered.push(push),
     });
     client.start();
   });

@@ -280,3 +280,135 @@ def test_the_client_resubscribes_its_channels_with_the_last_position_after_a_rec
         "channel": "chat:a",
         "since": {"offset": "7", "epoch": "E1"},
     }
+
+
+def push(offset: str, epoch: str = "E1", data: Any = None) -> dict[str, Any]:
+    return {"type": "push", "data": data, "offset": offset, "epoch": epoch}
+
+
+def since_offered(offered: list[str]) -> list[str]:
+    return [value for value in offered if value.startswith("wsauth.since.")]
+
+
+def test_without_a_push_position_the_client_offers_no_since_subprotocol(page: Page) -> None:
+    record = run(
+        page,
+        [{"close": 1001, "welcome": WELCOME, "messages": [push("x"), push("1", "a.b")]}, {}],
+        '(status, record) => status.state === "open" && record.offered.length === 2',
+    )
+    # A push without a position (or with one the gateway would refuse) is no position.
+    assert [since_offered(offered) for offered in record["offered"]] == [[], []]
+    assert record["pushPosition"] is None
+
+
+def test_the_client_offers_the_users_last_push_position_when_it_resumes_with_a_ticket(
+    page: Page,
+) -> None:
+    welcome = {**WELCOME, "push": {"offset": "3", "epoch": "E1"}}
+    record = run(
+        page,
+        [{"close": 1001, "welcome": welcome, "messages": [push("4"), push("5", data="x")]}, {}],
+        '(status, record) => status.state === "open" && record.offered.length === 2',
+    )
+    first, second = record["offered"]
+    assert since_offered(first) == []
+    assert second == ["wsauth", f"wsauth.resume.{TICKET}", "wsauth.since.5.E1"]
+    assert len(record["fetches"]) == 1
+    # The application gets each push with its position, and the welcome's push as sent.
+    assert record["messages"][0]["push"] == {"offset": "3", "epoch": "E1"}
+    assert record["messages"][2] == {"type": "push", "data": "x", "offset": "5", "epoch": "E1"}
+    assert record["pushRecovered"] == []  # no position was offered on the first connection
+
+
+def test_the_client_offers_its_push_position_beside_a_fresh_token_after_4002(page: Page) -> None:
+    welcome = {"type": "welcome", "sub": "alice", "push": {"offset": "8", "epoch": "E1"}}
+    record = run(
+        page,
+        [{"close": 4002, "after": 600, "welcome": welcome}, {}],
+        '(status, record) => status.state === "open" && record.fetches.length === 2',
+    )
+    protocol, bearer, since = record["offered"][1]
+    assert (protocol, bearer.startswith("wsauth.bearer."), since) == (
+        "wsauth",
+        True,
+        "wsauth.since.8.E1",
+    )
+
+
+@pytest.mark.parametrize(
+    ("frames", "offered"),
+    [
+        ([push("5"), push("4")], "wsauth.since.5.E1"),  # the later offset wins
+        ([push("9"), push("2", "E2")], "wsauth.since.2.E2"),  # a new epoch replaces the old
+        ([push("6"), push("7", "bad.epoch"), push("07")], "wsauth.since.6.E1"),  # bad: ignored
+    ],
+)
+def test_the_push_position_is_the_later_offset_in_an_epoch_and_a_new_epoch_replaces_it(
+    page: Page, frames: list[dict[str, Any]], offered: str
+) -> None:
+    record = run(
+        page,
+        [{"close": 1001, "welcome": WELCOME, "messages": frames}, {}],
+        '(status, record) => status.state === "open" && record.offered.length === 2',
+    )
+    assert since_offered(record["offered"][1]) == [offered]
+
+
+@pytest.mark.parametrize(
+    ("result", "offered"),
+    [
+        # Missed pushes follow the welcome: the offered position stays until they arrive.
+        ({"recovered": True, "offset": "9", "epoch": "E1"}, ["wsauth.since.5.E1"]),
+        (
+            {"recovered": False, "reason": "history_trimmed", "offset": "9", "epoch": "E1"},
+            ["wsauth.since.5.E1"],
+        ),
+        # The history was lost: the gateway's new position, or none.
+        (
+            {"recovered": False, "reason": "epoch_changed", "offset": "2", "epoch": "E2"},
+            ["wsauth.since.2.E2"],
+        ),
+        ({"recovered": False, "reason": "epoch_changed"}, []),
+        (
+            {"recovered": False, "reason": "unknown_position", "offset": "3", "epoch": "E1"},
+            ["wsauth.since.3.E1"],
+        ),
+        # The gateway could not tell: the position is kept.
+        ({"recovered": False, "reason": "no_history"}, ["wsauth.since.5.E1"]),
+        ({"recovered": False, "reason": "redis_unavailable"}, ["wsauth.since.5.E1"]),
+    ],
+)
+def test_the_welcomes_push_result_is_reported_and_sets_the_position_offered_next(
+    page: Page, result: dict[str, Any], offered: list[str]
+) -> None:
+    first = {**WELCOME, "push": {"offset": "5", "epoch": "E1"}}
+    record = run(
+        page,
+        [
+            {"close": 1001, "welcome": first},
+            {"close": 1001, "welcome": {**WELCOME, "push": result}},
+            {},
+        ],
+        '(status, record) => status.state === "open" && record.offered.length === 3',
+    )
+    assert since_offered(record["offered"][1]) == ["wsauth.since.5.E1"]
+    assert since_offered(record["offered"][2]) == offered
+    assert record["pushRecovered"] == [result]
+
+
+def test_a_connection_lost_half_way_through_its_recovery_offers_the_last_push_it_got(
+    page: Page,
+) -> None:
+    first = {**WELCOME, "push": {"offset": "5", "epoch": "E1"}}
+    recovering = {**WELCOME, "push": {"recovered": True, "offset": "9", "epoch": "E1"}}
+    record = run(
+        page,
+        [
+            {"close": 1001, "welcome": first},
+            {"close": 1006, "welcome": recovering, "messages": [push("6"), push("7")]},
+            {},
+        ],
+        '(status, record) => status.state === "open" && record.offered.length === 3',
+    )
+    assert since_offered(record["offered"][2]) == ["wsauth.since.7.E1"]
+    assert record["pushPosition"] == {"offset": "7", "epoch": "E1"}
