@@ -46,6 +46,15 @@ On a history channel the client keeps the last ``offset``/``epoch`` it saw
 gateway delivers what it missed, in order and once; each such reply
 (``recovered``, ``reason``) is kept in ``recoveries``.
 
+Pushes to the user get the same when the gateway keeps their history
+(``WSAUTH_HISTORY_USERS``): the client keeps the user's position
+(``push_position``, ``(offset, epoch)``) from the welcome's ``push`` and from
+each ``push`` frame's ``offset``/``epoch``, and offers it on every reconnect
+(ticket or fresh token) as the subprotocol ``wsauth.since.<offset>.<epoch>``;
+the gateway then sends the welcome, the missed pushes in order, then live
+ones. Each welcome whose ``push`` says whether the gap was recovered
+(``recovered``, ``reason``) is kept in ``push_recoveries``.
+
 Resume tickets: the gateway's welcome carries one (``resume``); the client
 keeps it (and removes it from the welcome it yields: it is a credential) and
 reconnects with it — ``Authorization: Resume <ticket>``, no issuer request —
@@ -80,11 +89,16 @@ import tornado.httpclient
 import tornado.websocket
 
 from wsauth.shared.core.errors import WsAuthError
+from wsauth.shared.state.history import HISTORY_TRIMMED, Position
 from wsauth.ws.backoff import Backoff
 from wsauth.ws.lifetime import NORMAL, REAUTHENTICATE, REVOKED
 
 DEFAULT_TIMEOUT = 10.0
 MAX_RESPONSE_BYTES = 64 * 1024
+SUBPROTOCOL = "wsauth"
+SINCE_SUBPROTOCOL_PREFIX = "wsauth.since."
+# A welcome's push result that leaves the position as it was: the gateway could not tell.
+KEEP_POSITION_REASONS = frozenset({"no_history", "redis_unavailable"})
 
 
 class ClientError(WsAuthError):
@@ -220,16 +234,21 @@ async def connect(
     timeout: float = DEFAULT_TIMEOUT,
     max_message_size: int = 16 * 1024 * 1024,
     resume: bool = False,
+    since: tuple[str, str] | None = None,
 ) -> GatewayConnection:
     """Open a WebSocket to the gateway at ``url`` (ws:// or wss://) with ``token``
-    (with ``resume``: ``token`` is a resume ticket of an earlier welcome).
+    (with ``resume``: ``token`` is a resume ticket of an earlier welcome). With
+    ``since`` (the user's last push position, ``(offset, epoch)``), the gateway
+    sends the pushes missed since then right after the welcome.
 
     Raises:
         ClientError: not a ws(s) URL, no answer, or the gateway refused the
             handshake (``error`` is its reason code, e.g. ``token_replayed``).
+        ValueError: ``since`` is not a position the gateway could have sent.
     """
     if urlsplit(url).scheme not in ("ws", "wss"):
         raise ClientError("gateway URL must be ws or wss", http_status=None, error="bad_url")
+    subprotocols = None if since is None else [SUBPROTOCOL, since_subprotocol(since)]
     request = tornado.httpclient.HTTPRequest(
         url,
         headers={"Authorization": f"{'Resume' if resume else 'Bearer'} {token}"},
@@ -238,7 +257,7 @@ async def connect(
     )
     try:
         connection = await tornado.websocket.websocket_connect(
-            request, max_message_size=max_message_size
+            request, max_message_size=max_message_size, subprotocols=subprotocols
         )
     except tornado.httpclient.HTTPClientError as error:
         if error.code == 599:  # Tornado's code for a timeout or a lost connection
@@ -260,6 +279,62 @@ async def connect(
             f"gateway unreachable at {url}: {reason}", http_status=None, error="unreachable"
         ) from None
     return GatewayConnection(connection)
+
+
+def since_subprotocol(position: tuple[str, str]) -> str:
+    """The subprotocol value that offers the user's push position ``(offset, epoch)``.
+
+    Raises:
+        ValueError: not a position the gateway could have sent.
+    """
+    checked = Position.parse(*position)
+    return f"{SINCE_SUBPROTOCOL_PREFIX}{checked.offset}.{checked.epoch}"
+
+
+def push_position_of(frame: Any) -> tuple[str, str] | None:
+    """``(offset, epoch)`` of a ``push`` frame or of a welcome's ``push``; None when it
+    has none, or one the gateway would refuse in a handshake (never offered back)."""
+    if not isinstance(frame, dict):
+        return None
+    offset, epoch = frame.get("offset"), frame.get("epoch")
+    try:
+        checked = Position.parse(offset, epoch)
+    except ValueError:
+        return None
+    return (str(checked.offset), checked.epoch)
+
+
+def later_position(
+    known: tuple[str, str] | None, seen: tuple[str, str] | None
+) -> tuple[str, str] | None:
+    """The position to keep after ``seen``: the later offset in the same epoch; a new
+    epoch replaces the old (pure)."""
+    if seen is None:
+        return known
+    if known is None or known[1] != seen[1] or int(known[0]) < int(seen[0]):
+        return seen
+    return known
+
+
+def welcome_position(known: tuple[str, str] | None, push: dict[str, Any]) -> tuple[str, str] | None:
+    """The user's push position to keep after a welcome's ``push`` (pure).
+
+    While missed pushes follow the welcome (``recovered`` true, or
+    ``history_trimmed``: what is left of them), the offered position stays
+    until their frames move it, so a connection lost half-way through them
+    offers the same position again. Otherwise the gateway's position replaces
+    ours: the first one of a connection that offered none, a new epoch, or the
+    true position after ``unknown_position``; a history lost with no new
+    position forgets ours; a gateway that cannot tell (``no_history``,
+    ``redis_unavailable``) leaves it as it was.
+    """
+    recovered, reason = push.get("recovered"), push.get("reason")
+    if recovered is True or reason == HISTORY_TRIMMED or reason in KEEP_POSITION_REASONS:
+        return known
+    position = push_position_of(push)
+    if position is not None:
+        return position
+    return None if recovered is False else known
 
 
 def _error_code(body: bytes | None) -> str:
@@ -419,6 +494,10 @@ class ReconnectingClient:
         self.positions: dict[str, tuple[str, str]] = {}
         # The last subscribe replies that said whether a gap was recovered.
         self.recoveries: collections.deque[dict[str, Any]] = collections.deque(maxlen=100)
+        # (offset, epoch) of the user's last push (WSAUTH_HISTORY_USERS), offered on reconnect;
+        # the last welcomes' ``push`` that said whether the missed pushes were recovered.
+        self.push_position: tuple[str, str] | None = None
+        self.push_recoveries: collections.deque[dict[str, Any]] = collections.deque(maxlen=100)
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._next_id = 0
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -511,12 +590,15 @@ class ReconnectingClient:
         kind = frame.get("type")
         if kind == "message":
             self._track(frame.get("channel"), frame)
+        elif kind == "push":
+            self.push_position = later_position(self.push_position, push_position_of(frame))
         elif kind == "reply":
             waiting = self._pending.get(frame.get("id"))  # type: ignore[arg-type]
             if waiting is not None and not waiting.done():
                 waiting.set_result(frame)
                 return True
         elif kind == "welcome":
+            self._welcome_push(frame.get("push"))
             self._schedule_refresh(frame.get("expires_in"))
             if self.channels:
                 self._spawn(self._resubscribe())
@@ -536,6 +618,14 @@ class ReconnectingClient:
         if "recovered" in reply:
             self.recoveries.append({"channel": channel, **reply})
         return reply
+
+    def _welcome_push(self, push: Any) -> None:
+        """Take the user's position from a welcome's ``push`` (see :func:`welcome_position`)."""
+        if not isinstance(push, dict):
+            return
+        if "recovered" in push:
+            self.push_recoveries.append(push)
+        self.push_position = welcome_position(self.push_position, push)
 
     def _last_welcome_ticket(self) -> tuple[str, int] | None:
         """``(ticket, ttl)`` of the last connection's welcome (set while its frames were read)."""
@@ -691,7 +781,11 @@ class ReconnectingClient:
         if ticket is not None and time.monotonic() < ticket.until:
             try:
                 connection = await connect(
-                    ticket.url, ticket.value, timeout=self._timeout, resume=True
+                    ticket.url,
+                    ticket.value,
+                    timeout=self._timeout,
+                    resume=True,
+                    since=self.push_position,
                 )
             except ClientError as error:
                 status = error.http_status
@@ -718,7 +812,9 @@ class ReconnectingClient:
             raise _Stop(ClientError("no gateway URL", http_status=None, error="bad_url"))
         self._last_url = url
         try:
-            return await connect(url, document["token"], timeout=self._timeout)
+            return await connect(
+                url, document["token"], timeout=self._timeout, since=self.push_position
+            )
         except ClientError as error:
             if error.http_status in TERMINAL_HANDSHAKE_STATUSES or error.error == "bad_url":
                 raise _Stop(error) from None
