@@ -503,6 +503,7 @@ class ReconnectingClient:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._refresh_timer: asyncio.TimerHandle | None = None
         self.refreshes = 0
+        self._reader: asyncio.Future[None] | None = None  # reads the current connection
 
     # --- protocol v1 ---------------------------------------------------------------
 
@@ -695,7 +696,7 @@ class ReconnectingClient:
             finally:
                 queue.put_nowait(None)
 
-        reader = asyncio.ensure_future(pump())
+        reader = self._reader = asyncio.ensure_future(pump())
         try:
             while (message := await queue.get()) is not None:
                 yield message
@@ -739,6 +740,9 @@ class ReconnectingClient:
         for task in list(self._tasks):  # a re-subscribe or an automatic refresh under way
             if task is not asyncio.current_task():
                 task.cancel()
+        if self._reader is not None:
+            # It would take the end of the connection that aclose() below waits for.
+            self._reader.cancel()
         connection, self._connection = self._connection, None
         if connection is not None:
             await connection.aclose()

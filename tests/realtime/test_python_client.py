@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -292,3 +293,20 @@ def test_after_a_gateway_restart_the_client_resumes_with_its_ticket_and_no_new_t
     assert [welcome.get("resumed", False) for welcome in welcomes] == [False, True]
     assert all("resume" not in welcome for welcome in welcomes)  # the ticket stays inside
     assert (len(recorder.tokens), client.token_fetches, client.resumes) == (1, 1, 1)
+
+
+def test_leaving_the_iteration_closes_the_connection_at_once_not_after_the_close_timeout(
+    gateway: GatewayHandle, issuer: Issuer, plain_client: tuple[str, str]
+) -> None:
+    recorder = Recorder(issuer.url, plain_client)
+
+    async def scenario() -> float:
+        async with recorder.make(gateway.ws_url) as client:
+            async for _welcome in client:
+                break
+            started = time.monotonic()
+        return time.monotonic() - started
+
+    # The frame reader once took the connection's end that aclose() waits for: 5 s each.
+    assert asyncio.run(asyncio.wait_for(scenario(), 15)) < 1.0
+    wait_until(lambda: not gateway.app.gateway.registry.connections_of(f"client:{plain_client[0]}"))

@@ -132,10 +132,10 @@ def test_since_subprotocol_refuses_a_position_the_gateway_would_refuse() -> None
 
 @dataclass
 class Plan:
-    """One connection of the scripted gateway: frames to send, then a close."""
+    """One connection of the scripted gateway: frames to send, then a close (None: stay)."""
 
     frames: list[dict[str, Any]]
-    close: int
+    close: int | None = None
 
 
 @dataclass
@@ -161,7 +161,10 @@ class ScriptedGateway:
         plan = self.plans[min(len(self.handshakes), len(self.plans)) - 1]
         for frame in plan.frames:
             await connection.send(json.dumps(frame))
-        await connection.close(plan.close, "scripted")
+        if plan.close is None:
+            await connection.wait_closed()
+        else:
+            await connection.close(plan.close, "scripted")
 
 
 def select(connection: ServerConnection, offered: Any) -> Any:
