@@ -210,7 +210,13 @@ def _publish(sub: str, data: Any) -> int:
     state = get_state()
     started = time.perf_counter()
     try:
-        return publish_push(state.signer.redis, state.settings.redis_prefix, sub, data)
+        return publish_push(
+            state.signer.redis,
+            state.settings.redis_prefix,
+            sub,
+            data,
+            history=History.from_settings(state.settings),  # WSAUTH_HISTORY_USERS
+        )
     finally:
         get_metrics().redis("publish", time.perf_counter() - started)
 

@@ -52,7 +52,9 @@ import tornado.web
 import tornado.websocket
 
 from wsauth.shared.core.config import Settings
+from wsauth.shared.core.errors import Unavailable
 from wsauth.shared.core.tokens import Claims
+from wsauth.shared.state.history import Entry, Position, Seam, catch_up, position_fields, push_frame
 from wsauth.shared.state.replay import AsyncReplayGuard
 from wsauth.ws.gateway import Admission, Gateway
 from wsauth.ws.handler import (
@@ -163,10 +165,16 @@ class GatewaySocket(WsAuthMixin, tornado.websocket.WebSocketHandler):
     # Frames (pushes, messages) that arrive between the registration and the welcome
     # wait here, so the welcome is always the first frame (None: none waits).
     _before_welcome: list[str] | None = None
+    # With WSAUTH_HISTORY_USERS: the seam of the user's pushes, which holds them from
+    # the registration until the welcome's read of the user's stream (Gateway.deliver).
+    push_seam: Seam | None = None
 
     def _register(self) -> bool:
         if self._admitted is None:
             self._before_welcome = []
+            history = self.gateway.history
+            if history is not None and history.covers_user(self.claims.sub):
+                self.push_seam = Seam()  # before the user's topic delivers anything
         return super()._register()
 
     async def open(self, *args: Any, **kwargs: Any) -> None:
@@ -187,6 +195,16 @@ class GatewaySocket(WsAuthMixin, tornado.websocket.WebSocketHandler):
             self.close(INTERNAL_ERROR, REASONS[INTERNAL_ERROR])
             return
         extra: dict[str, Any] = {}
+        resumed = self.admission is not None and self.admission.resumed is not None
+        if resumed:
+            assert self.admission is not None and self.admission.resumed is not None
+            # The channels without history come back before the welcome (and so are in
+            # the new ticket); the others wait for the client's subscribe with since.
+            extra["subscriptions"] = self.session.restore(self.admission.resumed.subscriptions)
+            if extra["subscriptions"]:
+                await self.gateway.synced()
+                if self.client_gone:
+                    return
         if self.gateway.tickets is not None:
             # The welcome waits for the ticket's SET (batched with the others of this
             # loop turn), so a ticket the client holds is always one Redis knows.
@@ -197,12 +215,44 @@ class GatewaySocket(WsAuthMixin, tornado.websocket.WebSocketHandler):
             if ticket is not None:
                 extra["resume"] = ticket
                 extra["resume_ttl"] = self.gateway.settings.resume_ttl
-        if self.admission is not None and self.admission.resumed is not None:
+        if resumed:
             extra["resumed"] = True
+        since = self.admission.push_since if self.admission is not None else None
+        pushes: dict[str, Any] | None = None
+        recovered: list[Entry] = []
+        if self.push_seam is not None:
+            pushes, recovered = await self._recover_pushes(self.push_seam, since)
+            if self.client_gone:
+                return
+        elif since is not None:
+            pushes = {"recovered": False, "reason": "no_history"}
+        if pushes is not None:
+            extra["push"] = pushes
         waiting, self._before_welcome = self._before_welcome, None
         self.send(welcome(self.claims.sub, expires_in=self.expires_in, **extra))
         for message in waiting or ():
             self.send(message)
+        for entry in recovered:
+            self.send(push_frame(entry))
+
+    async def _recover_pushes(
+        self, seam: Seam, since: Position | None
+    ) -> tuple[dict[str, Any], list[Entry]]:
+        """Read the user's stream: the welcome's ``push`` member, and the pushes to send
+        after it — the missed ones, then those the seam held (by offset, none twice)."""
+        gateway, history = self.gateway, self.gateway.history
+        assert history is not None  # a push seam exists only with it
+        try:
+            stream = await history.read_pushes_since(
+                gateway.redis, self.claims.sub, since.offset if since is not None else 2**53
+            )
+        except Unavailable:
+            log.warning("push history unreadable sub=%s: Redis did not answer", self.claims.sub)
+            held = seam.start((), epoch=None, after=0)  # live pushes flow; nothing recovered
+            return ({"recovered": False, "reason": "redis_unavailable"} if since else {}), held
+        plan = catch_up(since, stream)
+        entries = seam.start(plan.entries, epoch=stream.epoch, after=plan.after)
+        return {**plan.fields, **position_fields(seam, stream)}, entries
 
     def send(self, message: str) -> None:
         if self._before_welcome is not None:

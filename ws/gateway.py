@@ -82,7 +82,7 @@ from wsauth.shared.state.events import (
     socket_message,
     user_topic,
 )
-from wsauth.shared.state.history import Entry, History, Seam, message_frame
+from wsauth.shared.state.history import Entry, History, Position, Seam, message_frame, push_frame
 from wsauth.shared.state.replay import AsyncReplayGuard, async_client
 from wsauth.shared.state.sessions import revoked_session_key, revoked_subject_key
 from wsauth.shared.state.tickets import (
@@ -95,7 +95,13 @@ from wsauth.shared.state.tickets import (
 )
 from wsauth.ws.consumed import ConsumedJtis
 from wsauth.ws.fanout import Fanout, subscriber_client
-from wsauth.ws.handshake import TokenSource, check_origin, check_websocket_request, extract_token
+from wsauth.ws.handshake import (
+    TokenSource,
+    check_origin,
+    check_websocket_request,
+    extract_token,
+    push_since,
+)
 from wsauth.ws.keys import KeysetSource
 from wsauth.ws.lifetime import (
     GOING_AWAY,
@@ -169,12 +175,14 @@ class HandshakeRequest:
 class Admission:
     """An accepted handshake: whose connection it is, and where the token came from.
 
-    ``resumed`` holds the ticket's record when the connection resumes another.
+    ``resumed`` holds the ticket's record when the connection resumes another;
+    ``push_since`` the push position the client offered (``wsauth.since.*``).
     """
 
     claims: Claims
     source: str
     resumed: Resumable | None = None
+    push_since: Position | None = None
 
     def deadline(self, *, now: float, max_age: int) -> float | None:
         """The wall-clock time by which the connection must re-authenticate (None: never).
@@ -362,8 +370,9 @@ class Gateway:
             WsAuthError: a subclass whose ``status`` and ``code`` are the answer.
         """
         found = self.check_request(request)
+        since = push_since(request.subprotocol_headers)  # refused before anything is spent
         if found.is_ticket:
-            return await self._resume(found.token, found.source)
+            return await self._resume(found.token, found.source, since)
         claims = self.verify(found.token)
         now = self.clock()
         if self.consumed.seen(claims.jti, now=now):
@@ -383,9 +392,9 @@ class Gateway:
             raise Revoked("sub revoked after the token was minted")
         if len(revoked) > 1 and revoked[1] is not None:
             raise Revoked("session revoked")
-        return Admission(claims, found.source)
+        return Admission(claims, found.source, push_since=since)
 
-    async def _resume(self, value: str, source: str) -> Admission:
+    async def _resume(self, value: str, source: str, since: Position | None) -> Admission:
         """The ticket steps of the module docstring; on success the ticket is spent.
 
         Raises:
@@ -407,7 +416,7 @@ class Gateway:
         # A kid revoked with `wsauth revoke --kid` is no longer trusted for tickets either.
         trusted = self.keys.keyset.keys() - self.revoked_kids
         check_resumable(record, now=now, revocations=revocations, trusted_kids=trusted)
-        return Admission(self._resumed_claims(record), source, resumed=record)
+        return Admission(self._resumed_claims(record), source, resumed=record, push_since=since)
 
     def _resumed_claims(self, record: Resumable) -> Claims:
         """The claims a resumed connection goes by: those of its original token."""
@@ -656,9 +665,7 @@ class Gateway:
         """Send ``push`` to every live connection of its ``sub`` here (none: a no-op)."""
         connections = self.registry.connections_of(push.sub)
         if connections:
-            message = socket_message(push)
-            for connection in connections:
-                connection.send(message)
+            _send_through_seams(connections, push, _push_seam_of)
             self.metrics.pushes.inc(len(connections))
         return len(connections)
 
@@ -666,17 +673,9 @@ class Gateway:
         """Send ``message`` to every connection here that joined its channel."""
         members = self.registry.members(message.channel)
         if members:
-            frame = socket_message(message)
-            live: Entry | None = None
-            for connection in members:
-                seam = _seam_of(connection, message.channel) if message.offset else None
-                if seam is None or (live is None and (live := _history_entry(message)) is None):
-                    connection.send(frame)
-                    continue
-                # A recovering (or recovered) subscription: by offset, never twice.
-                for entry in seam.live(live):
-                    same = entry is live
-                    connection.send(frame if same else message_frame(message.channel, entry))
+            _send_through_seams(
+                members, message, lambda connection: _seam_of(connection, message.channel)
+            )
             self.metrics.pushes.inc(len(members))
         return len(members)
 
@@ -832,12 +831,40 @@ def _close_all(connections: Iterable[Connection], code: int, reason: str | None 
         connection.close(code, reason or REASONS.get(code, ""))
 
 
-def _history_entry(message: Message) -> Entry | None:
-    """The message as a history entry (offset, epoch, data as JSON), if it has an offset."""
-    if message.offset is None or message.epoch is None or not message.offset.isdigit():
+def _send_through_seams(
+    connections: Iterable[Connection],
+    event: Push | Message,
+    seam_of: Callable[[Connection], Seam | None],
+) -> None:
+    """Send ``event`` to each connection; through its seam where it has one, so a
+    recovering (or recovered) stream is delivered by offset, never twice."""
+    frame = socket_message(event)
+    live: Entry | None = None
+    for connection in connections:
+        seam = seam_of(connection) if event.offset else None
+        if seam is None or (live is None and (live := _history_entry(event)) is None):
+            connection.send(frame)
+            continue
+        for entry in seam.live(live):
+            if entry is live:
+                connection.send(frame)
+            elif isinstance(event, Push):
+                connection.send(push_frame(entry))
+            else:
+                connection.send(message_frame(event.channel, entry))
+
+
+def _history_entry(event: Push | Message) -> Entry | None:
+    """The event as a history entry (offset, epoch, data as JSON), if it has an offset."""
+    if event.offset is None or event.epoch is None or not event.offset.isdigit():
         return None
-    data = json.dumps(message.data, separators=(",", ":"), ensure_ascii=False)
-    return Entry(int(message.offset), message.epoch, data)
+    data = json.dumps(event.data, separators=(",", ":"), ensure_ascii=False)
+    return Entry(int(event.offset), event.epoch, data)
+
+
+def _push_seam_of(connection: Connection) -> Seam | None:
+    """The seam of a connection's pushes (:class:`wsauth.ws.app.GatewaySocket`), if any."""
+    return getattr(connection, "push_seam", None)
 
 
 def _seam_of(connection: Connection, channel: str) -> Seam | None:

@@ -30,7 +30,9 @@ Token sources (DESIGN.md, "Gateway handshake"), exactly one per request:
 or, instead of a token, a resume ticket (:mod:`wsauth.shared.state.tickets`):
 ``Sec-WebSocket-Protocol: wsauth, wsauth.resume.<ticket>`` or
 ``Authorization: Resume <ticket>`` (never in the URL). A ticket and a token in
-one request are two sources: ``multiple_tokens``.
+one request are two sources: ``multiple_tokens``. Beside either, a client may
+offer the last push it saw, ``wsauth.since.<offset>.<epoch>``
+(:func:`push_since`), to recover the pushes it missed.
 
 A ``ws_token`` parameter while query tokens are switched off is refused with
 400 ``bad_request``, even when another source is present: the token has
@@ -47,10 +49,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from wsauth.shared.core.errors import BadRequest, MultipleTokens, OriginNotAllowed, TokenMissing
+from wsauth.shared.state.history import Position
 
 SUBPROTOCOL = "wsauth"
 BEARER_SUBPROTOCOL_PREFIX = "wsauth.bearer."
 RESUME_SUBPROTOCOL_PREFIX = "wsauth.resume."
+SINCE_SUBPROTOCOL_PREFIX = "wsauth.since."
 QUERY_PARAMETER = "ws_token"
 MAX_SUBPROTOCOLS = 32
 WEBSOCKET_VERSION = "13"
@@ -266,6 +270,33 @@ def extract_token(
     if len(found) > 1:
         raise MultipleTokens("more than one token source")
     return found[0]
+
+
+def push_since(subprotocol_headers: list[str]) -> Position | None:
+    """The user's push position offered as ``wsauth.since.<offset>.<epoch>`` (or None).
+
+    Not a credential: a position is only a place in the pushes of the ``sub`` the
+    token or ticket proves, so it may travel beside either.
+
+    Raises:
+        BadRequest: two of them, one without ``wsauth``, or one that is not a
+            position (a decimal offset and an epoch).
+    """
+    if not any(SINCE_SUBPROTOCOL_PREFIX in header for header in subprotocol_headers):
+        return None  # the common case, without splitting the headers again
+    offered = offered_subprotocols(subprotocol_headers)
+    since = [value for value in offered if value.startswith(SINCE_SUBPROTOCOL_PREFIX)]
+    if not since:
+        return None
+    if len(since) > 1:
+        raise BadRequest("two since subprotocols")
+    if SUBPROTOCOL not in offered:
+        raise BadRequest(f"{SINCE_SUBPROTOCOL_PREFIX}* offered without {SUBPROTOCOL}")
+    offset, _, epoch = since[0][len(SINCE_SUBPROTOCOL_PREFIX) :].partition(".")
+    try:
+        return Position.parse(offset, epoch)
+    except ValueError as error:
+        raise BadRequest(f"{SINCE_SUBPROTOCOL_PREFIX}*: {error}") from None
 
 
 def _bearer_credential(header: str, *, scheme: str = "bearer") -> str | None:

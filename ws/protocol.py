@@ -226,7 +226,8 @@ def reply_error(command_id: CommandId | None, code: str, **fields: Any) -> str:
 def welcome(sub: str, *, expires_in: float | None = None, **fields: Any) -> str:
     """The first frame: ``{"type": "welcome", "sub": ...}``, plus ``expires_in`` (seconds
     until the gateway closes with 4002 unless a ``refresh`` comes) when there is a deadline,
-    and ``fields`` (the resume ticket: ``resume``, ``resume_ttl``, ``resumed``)."""
+    and ``fields`` (the resume ticket: ``resume``, ``resume_ttl``, ``resumed``; a resumed
+    connection's restored ``subscriptions``; the user's ``push`` position)."""
     document: dict[str, Any] = {"type": "welcome", "sub": sub, **fields}
     if expires_in is not None:
         document["expires_in"] = expires_in

@@ -43,10 +43,11 @@ from __future__ import annotations
 import inspect
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from wsauth.shared.core.channels import is_channel
 from wsauth.shared.core.config import Settings
 from wsauth.shared.core.errors import (
     CommandError,
@@ -59,7 +60,13 @@ from wsauth.shared.core.errors import (
 from wsauth.shared.core.scopes import Scope, lost_channels, scope_of_claim
 from wsauth.shared.core.tokens import Claims
 from wsauth.shared.state.events import apublish_message
-from wsauth.shared.state.history import Position, Seam, message_frame, recovery
+from wsauth.shared.state.history import (
+    Position,
+    Seam,
+    catch_up,
+    message_frame,
+    position_fields,
+)
 from wsauth.shared.state.inbox import InboxMessage, aappend
 from wsauth.ws import protocol
 from wsauth.ws.lifetime import REASONS, REVOKED
@@ -241,7 +248,12 @@ class Session:
         if isinstance(command, Subscribe):
             if self._subscribe(command):
                 return self._guarded(command, self._synced(command))
-            self._ok(command)
+            # Held already (idempotent); a since on a channel without history says so.
+            history = self.gateway.history
+            if command.since is not None and not (history and history.covers(command.channel)):
+                self._ok(command, recovered=False, reason="no_history")
+            else:
+                self._ok(command)
             return None
         if isinstance(command, Unsubscribe):
             self._unsubscribe(command)
@@ -294,25 +306,33 @@ class Session:
         since = _position(command) if command.since is not None else None
         read_after = since.offset if since is not None else 2**53
         stream = await gateway.history.read_since(gateway.redis, channel, read_after)
-        fields: dict[str, Any] = {}
-        entries: tuple[Any, ...] = ()
-        after = 0
-        if since is not None:
-            result = recovery(since, stream)
-            entries = result.entries
-            fields["recovered"] = result.recovered
-            if result.reason is not None:
-                fields["reason"] = result.reason
-            if result.reason in (None, "history_trimmed"):
-                after = since.offset
+        plan = catch_up(since, stream)
         if self._closed or channel not in self.subscriptions:
-            return fields
-        for entry in seam.start(entries, epoch=stream.epoch, after=after):
+            return plan.fields
+        for entry in seam.start(plan.entries, epoch=stream.epoch, after=plan.after):
             self.connection.send(message_frame(channel, entry))
-        last, epoch = seam.last
-        if epoch is not None:
-            fields["offset"], fields["epoch"] = str(max(last, stream.top)), epoch
-        return fields
+        return {**plan.fields, **position_fields(seam, stream)}
+
+    def restore(self, channels: Iterable[str]) -> list[str]:
+        """Join again, on a resumed connection, the channels of its ticket that keep no
+        history and that the scope still grants (within the subscription limit); return
+        them. A history channel waits for the client's ``subscribe`` with ``since``: only
+        the client knows the last message it received."""
+        history = self.gateway.history
+        restored: list[str] = []
+        for channel in channels:
+            if (
+                not is_channel(channel)
+                or channel in self.subscriptions
+                or not self.scope.may_subscribe(channel)
+                or (history is not None and history.covers(channel))
+                or len(self.subscriptions) >= self.limits.max_subscriptions
+            ):
+                continue
+            self.gateway.join(self.connection, channel)
+            self.subscriptions.add(channel)
+            restored.append(channel)
+        return restored
 
     def _drop(self, channel: str) -> None:
         self.seams.pop(channel, None)

@@ -48,14 +48,16 @@ def _json_argument(message: str) -> Any:
 def push(sub: str, message: str, as_json: bool) -> None:
     """Send JSON (any JSON value; - reads stdin) to every live connection of user SUB.
 
-    A user with no live connection is not an error: nobody receives it.
+    A user with no live connection is not an error: nobody receives it (with
+    WSAUTH_HISTORY_USERS it is kept in the user's history for a reconnect).
     """
     data = _json_argument(message)
     settings = load_cli_settings()
     url = redis_url_for(settings)
     client = sync_client(url, timeout=settings.redis_timeout)
     try:
-        nodes = publish_push(client, settings.redis_prefix, sub, data)
+        history = History.from_settings(settings)  # WSAUTH_HISTORY_USERS
+        nodes = publish_push(client, settings.redis_prefix, sub, data, history=history)
     except WsAuthError as error:
         fail(redis_failure(error, url))
     finally:

@@ -553,18 +553,26 @@ SETTINGS: tuple[Setting, ...] = (
         bounds="up to 64 patterns; off",
     ),
     Setting(
+        "history_users",
+        _boolean,
+        "false",
+        "Keep every user's pushes in a bounded Redis Stream too (same size and TTL), so a "
+        "client recovers the pushes it missed (`wsauth.since.<offset>.<epoch>` subprotocol).",
+        bounds="true/false",
+    ),
+    Setting(
         "history_size",
         _int_between(1, 100_000),
         "1000",
-        "Messages kept per history channel (the stream's MAXLEN).",
+        "Messages kept per history channel or user (the stream's MAXLEN).",
         bounds="1 to 100000",
     ),
     Setting(
         "history_ttl",
         _int_between(1, 7 * 86400),
         "600",
-        "Seconds a history channel's stream lives after its last message; once it expires, "
-        "the channel's epoch changes.",
+        "Seconds a history channel's (or user's) stream lives after its last message; once "
+        "it expires, its epoch changes.",
         bounds="1 to 604800",
     ),
     Setting(
@@ -624,6 +632,7 @@ class Settings:
     log_format: str | None
     resume_ttl: int
     history_channels: tuple[str, ...]
+    history_users: bool
     history_size: int
     history_ttl: int
 

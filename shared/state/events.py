@@ -30,7 +30,8 @@ Wire format (JSON, UTF-8, at most :data:`MAX_EVENT_BYTES`)::
     {"type": "report_keyset", "id": "Yx3..."}   (wsauth keys gateways: every process reports)
 
 A push goes to the socket as ``{"type": "push", "data": ...}``, a message as
-``{"type": "message", "channel": ..., "data": ...}``. Pub/sub is
+``{"type": "message", "channel": ..., "data": ...}`` (both with ``offset`` and
+``epoch`` when kept in history: :mod:`wsauth.shared.state.history`). Pub/sub is
 at-most-once: a push to a user with no live connection, or published while
 a gateway is reconnecting to Redis, is dropped (a no-op, not an error).
 Revocations do not depend on it alone: :mod:`wsauth.shared.state.sessions` also records
@@ -86,6 +87,10 @@ class Push:
 
     sub: str
     data: Any
+    # Set with WSAUTH_HISTORY_USERS (wsauth.shared.state.history): the push's place in
+    # the user's stream, a decimal string, and the stream's epoch.
+    offset: str | None = None
+    epoch: str | None = None
 
 
 @dataclass(frozen=True)
@@ -195,7 +200,9 @@ def decode(raw: bytes | str) -> Event:
     if kind == "push":
         if "data" not in document:
             raise BadEvent("a push event has data")
-        return Push(_check_id(document.get("sub"), "sub", MAX_SUB_LENGTH), document["data"])
+        offset, epoch = _position(document)
+        to = _check_id(document.get("sub"), "sub", MAX_SUB_LENGTH)
+        return Push(to, document["data"], offset, epoch)
     if kind == "revoke":
         sub, sid, at = document.get("sub"), document.get("sid"), document.get("at")
         kid = document.get("kid")
@@ -213,14 +220,20 @@ def decode(raw: bytes | str) -> Event:
     if kind == "message":
         if "data" not in document:
             raise BadEvent("a message event has data")
-        offset, epoch = document.get("offset"), document.get("epoch")
-        if (offset is None) != (epoch is None) or not all(
-            value is None or (isinstance(value, str) and 0 < len(value) <= 32)
-            for value in (offset, epoch)
-        ):
-            raise BadEvent("offset and epoch are strings, both or neither")
+        offset, epoch = _position(document)
         return Message(_channel(document.get("channel")), document["data"], offset, epoch)
     raise BadEvent("unknown event type")
+
+
+def _position(document: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The ``offset`` and ``epoch`` of a push or message kept in history (or neither)."""
+    offset, epoch = document.get("offset"), document.get("epoch")
+    if (offset is None) != (epoch is None) or not all(
+        value is None or (isinstance(value, str) and 0 < len(value) <= 32)
+        for value in (offset, epoch)
+    ):
+        raise BadEvent("offset and epoch are strings, both or neither")
+    return offset, epoch
 
 
 def _check_report_id(value: object) -> str:
@@ -249,7 +262,7 @@ def socket_message(event: Push | Message) -> str:
         if isinstance(event, Push)
         else {"type": "message", "channel": event.channel, "data": event.data}
     )
-    if isinstance(event, Message) and event.offset is not None:
+    if event.offset is not None:
         document["offset"], document["epoch"] = event.offset, event.epoch
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
 
@@ -299,18 +312,31 @@ async def apublish(client: redis.asyncio.Redis, prefix: str, event: Event) -> in
         raise Unavailable(type(error).__name__) from None
 
 
-def publish_push(client: redis.Redis, prefix: str, sub: str, data: Any) -> int:
+def publish_push(
+    client: redis.Redis, prefix: str, sub: str, data: Any, *, history: History | None = None
+) -> int:
     """Deliver ``data`` to every live connection of ``sub`` on every gateway node.
 
+    With ``history`` (:meth:`History.from_settings`) keeping users' pushes
+    (``WSAUTH_HISTORY_USERS``), the push is also appended to the user's stream, in the
+    same atomic step, so a client that comes back recovers it.
+
     Returns the number of gateway processes holding a connection of ``sub`` (0 when
-    none does). A user with no live connection is not an error: the message is dropped.
+    none does). A user with no live connection is not an error: the message is dropped
+    (or only kept in the user's history).
 
     Raises:
         BadEvent: ``sub`` is empty or too long, or ``data`` is not JSON-serialisable.
         EventTooLarge: the event is over :data:`MAX_EVENT_BYTES`.
         Unavailable: Redis did not answer in time.
     """
-    return publish(client, prefix, Push(sub, data))
+    push = Push(sub, data)
+    if history is not None and history.covers_user(sub):
+        body = encode(push).decode("utf-8")
+        return history.append_push(
+            client, sub, data=_data_json(data), body=body, sharded=_sharded(client, push)
+        ).receivers
+    return publish(client, prefix, push)
 
 
 def publish_revoke(
@@ -388,6 +414,24 @@ def _data_json(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-async def apublish_push(client: redis.asyncio.Redis, prefix: str, sub: str, data: Any) -> int:
+async def apublish_push(
+    client: redis.asyncio.Redis,
+    prefix: str,
+    sub: str,
+    data: Any,
+    *,
+    history: History | None = None,
+) -> int:
     """:func:`publish_push` for asyncio code (``redis.asyncio``); same answer and errors."""
-    return await apublish(client, prefix, Push(sub, data))
+    push = Push(sub, data)
+    if history is not None and history.covers_user(sub):
+        body = encode(push).decode("utf-8")
+        try:
+            await ready(client)  # a Cluster client loads its slot map and command table
+        except (redis.RedisError, OSError) as error:
+            raise Unavailable(type(error).__name__) from None
+        appended = await history.aappend_push(
+            client, sub, data=_data_json(data), body=body, sharded=_sharded(client, push)
+        )
+        return appended.receivers
+    return await apublish(client, prefix, push)

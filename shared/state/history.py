@@ -29,6 +29,15 @@ live messages first and buffer them, then read the stream after ``since``
 whose offset is above the last delivered one. :func:`recovery` decides
 whether the gap could be filled (``recovered``) and why not
 (``epoch_changed``, ``history_trimmed``, ``unknown_position``).
+
+Pushes to users get the same treatment with ``WSAUTH_HISTORY_USERS``: the
+stream of user ``sub`` is tagged with the user's topic ``{prefix}user:<sub>``
+(:func:`user_stream_key`). A ``sub`` with ``{`` or ``}`` keeps no push history
+(:func:`keeps_user_history`): its topic's Cluster slot is not one a hash tag
+of ours can name, and one rule everywhere beats a rule per deployment. A client
+recovers pushes in the handshake (the ``wsauth.since.<offset>.<epoch>``
+subprotocol), before the welcome: the user's topic is live from the
+registration on, so the same :class:`Seam` holds its pushes until the read.
 """
 
 from __future__ import annotations
@@ -47,7 +56,7 @@ import redis.asyncio
 from wsauth.shared.core.config import Settings
 from wsauth.shared.core.errors import Unavailable
 from wsauth.shared.core.keyset import b64url
-from wsauth.shared.state.events import channel_topic
+from wsauth.shared.state.events import channel_topic, user_topic
 
 EPOCH_BYTES = 9  # 72 random bits: 12 base64url characters
 EPOCH_CHANGED = "epoch_changed"
@@ -99,6 +108,22 @@ def stream_key(prefix: str, channel: str) -> str:
 
 def meta_key(prefix: str, channel: str) -> str:
     return f"{prefix}history:{{{channel_topic(prefix, channel)}}}:m"
+
+
+def user_stream_key(prefix: str, sub: str) -> str:
+    """The stream of the pushes to ``sub``, tagged with the user's topic like
+    :func:`stream_key` (only for a ``sub`` :func:`keeps_user_history` accepts)."""
+    return f"{prefix}history:{{{user_topic(prefix, sub)}}}:s"
+
+
+def user_meta_key(prefix: str, sub: str) -> str:
+    return f"{prefix}history:{{{user_topic(prefix, sub)}}}:m"
+
+
+def keeps_user_history(sub: str) -> bool:
+    """False for a ``sub`` with a brace: the hash tag of its keys would not be its
+    topic's slot on a Cluster (module docstring)."""
+    return "{" not in sub and "}" not in sub
 
 
 def has_history(channel: str, patterns: Iterable[str]) -> bool:
@@ -242,6 +267,50 @@ class Seam:
         return [entry]
 
 
+@dataclass(frozen=True, slots=True)
+class Catchup:
+    """What a recovery delivers (pure): ``entries`` above offset ``after``, then the
+    held live messages; ``fields`` are the reply's ``recovered``/``reason``."""
+
+    entries: tuple[Entry, ...]
+    after: int
+    fields: dict[str, Any]
+
+
+def catch_up(since: Position | None, stream: Stream) -> Catchup:
+    """The plan of a ``subscribe`` (or a handshake) with or without ``since`` (pure).
+
+    Without ``since`` nothing old is delivered and the seam passes what is newer
+    than the read. With it, :func:`recovery` decides; on ``epoch_changed`` or
+    ``unknown_position`` nothing of the stream is delivered and the seam starts
+    afresh.
+    """
+    if since is None:
+        return Catchup((), 0, {})
+    result = recovery(since, stream)
+    fields: dict[str, Any] = {"recovered": result.recovered}
+    if result.reason is not None:
+        fields["reason"] = result.reason
+    after = since.offset if result.reason in (None, HISTORY_TRIMMED) else 0
+    return Catchup(result.entries, after, fields)
+
+
+def position_fields(seam: Seam, stream: Stream) -> dict[str, str]:
+    """``offset``/``epoch`` once the seam started: the position to keep (none before
+    the stream exists)."""
+    last, epoch = seam.last
+    if epoch is None:
+        return {}
+    return {"offset": str(max(last, stream.top) if epoch == stream.epoch else last), "epoch": epoch}
+
+
+def push_frame(entry: Entry) -> str:
+    """The ``push`` frame of a stored entry of a user's stream."""
+    return (
+        f'{{"type":"push","data":{entry.data},"offset":"{entry.offset}","epoch":"{entry.epoch}"}}'
+    )
+
+
 def message_frame(channel: str, entry: Entry) -> str:
     """The ``message`` frame of a stored entry (its data is JSON text already)."""
     return (
@@ -251,40 +320,60 @@ def message_frame(channel: str, entry: Entry) -> str:
 
 
 class History:
-    """Append + publish, and read, for the channels of ``WSAUTH_HISTORY_CHANNELS``."""
+    """Append + publish, and read, for the channels of ``WSAUTH_HISTORY_CHANNELS`` and
+    (with ``WSAUTH_HISTORY_USERS``) the pushes to users."""
 
-    def __init__(self, *, prefix: str, size: int, ttl: int, channels: Sequence[str]) -> None:
+    def __init__(
+        self,
+        *,
+        prefix: str,
+        size: int,
+        ttl: int,
+        channels: Sequence[str],
+        users: bool = False,
+    ) -> None:
         self.prefix = prefix
         self.size = size
         self.ttl = ttl
         self.channels = tuple(channels)
+        self.users = users
 
     @classmethod
     def from_settings(cls, settings: Settings) -> History | None:
-        """None when no channel keeps history (the default)."""
-        if not settings.history_channels:
+        """None when nothing keeps history (the default)."""
+        if not settings.history_channels and not settings.history_users:
             return None
         return cls(
             prefix=settings.redis_prefix,
             size=settings.history_size,
             ttl=settings.history_ttl,
             channels=settings.history_channels,
+            users=settings.history_users,
         )
 
     def covers(self, channel: str) -> bool:
         return has_history(channel, self.channels)
 
-    def _append_args(
-        self, channel: str, data: str, body: str, sharded: bool
-    ) -> tuple[list[str], list[Any]]:
+    def covers_user(self, sub: str) -> bool:
+        """Are the pushes to ``sub`` kept (``WSAUTH_HISTORY_USERS``, :func:`keeps_user_history`)?"""
+        return self.users and keeps_user_history(sub)
+
+    def _channel_keys(self, channel: str) -> list[str]:
+        prefix = self.prefix
+        return [
+            stream_key(prefix, channel),
+            meta_key(prefix, channel),
+            channel_topic(prefix, channel),
+        ]
+
+    def _user_keys(self, sub: str) -> list[str]:
+        prefix = self.prefix
+        return [user_stream_key(prefix, sub), user_meta_key(prefix, sub), user_topic(prefix, sub)]
+
+    def _args(self, data: str, body: str, sharded: bool) -> list[Any]:
         if not body.endswith("}"):
             raise ValueError("the event must be a JSON object")
-        keys = [
-            stream_key(self.prefix, channel),
-            meta_key(self.prefix, channel),
-            channel_topic(self.prefix, channel),
-        ]
-        return keys, [data, self.size, self.ttl, new_epoch(), body[:-1], "1" if sharded else "0"]
+        return [data, self.size, self.ttl, new_epoch(), body[:-1], "1" if sharded else "0"]
 
     def append(
         self, client: redis.Redis, channel: str, *, data: str, body: str, sharded: bool = False
@@ -296,15 +385,17 @@ class History:
         Raises:
             Unavailable: Redis did not answer in time.
         """
-        keys, args = self._append_args(channel, data, body, sharded)
-        try:
-            try:
-                reply = client.evalsha(APPEND_SHA, 3, *keys, *args)
-            except redis.exceptions.NoScriptError:  # first use on this server
-                reply = client.eval(APPEND_AND_PUBLISH, 3, *keys, *args)
-        except redis.RedisError as error:
-            raise Unavailable(type(error).__name__) from None
-        return _appended(reply)
+        return _run(client, self._channel_keys(channel), self._args(data, body, sharded))
+
+    def append_push(
+        self, client: redis.Redis, sub: str, *, data: str, body: str, sharded: bool = False
+    ) -> Appended:
+        """:meth:`append` for a push to ``sub`` (its stream and topic).
+
+        Raises:
+            Unavailable: Redis did not answer in time.
+        """
+        return _run(client, self._user_keys(sub), self._args(data, body, sharded))
 
     async def aappend(
         self,
@@ -316,15 +407,19 @@ class History:
         sharded: bool = False,
     ) -> Appended:
         """:meth:`append` for asyncio code; same answer and errors."""
-        keys, args = self._append_args(channel, data, body, sharded)
-        try:
-            try:
-                reply = await client.evalsha(APPEND_SHA, 3, *keys, *args)
-            except redis.exceptions.NoScriptError:  # first use on this server
-                reply = await client.eval(APPEND_AND_PUBLISH, 3, *keys, *args)
-        except (redis.RedisError, OSError) as error:
-            raise Unavailable(type(error).__name__) from None
-        return _appended(reply)
+        return await _arun(client, self._channel_keys(channel), self._args(data, body, sharded))
+
+    async def aappend_push(
+        self,
+        client: redis.asyncio.Redis,
+        sub: str,
+        *,
+        data: str,
+        body: str,
+        sharded: bool = False,
+    ) -> Appended:
+        """:meth:`append_push` for asyncio code; same answer and errors."""
+        return await _arun(client, self._user_keys(sub), self._args(data, body, sharded))
 
     async def read_since(self, client: redis.asyncio.Redis, channel: str, offset: int) -> Stream:
         """The stream's epoch, last offset and entries above ``offset`` (one ``MULTI``).
@@ -332,12 +427,25 @@ class History:
         Raises:
             Unavailable: Redis did not answer in time.
         """
+        stream, meta, _ = self._channel_keys(channel)
+        return await self._read(client, stream, meta, offset)
+
+    async def read_pushes_since(self, client: redis.asyncio.Redis, sub: str, offset: int) -> Stream:
+        """:meth:`read_since` for the pushes to ``sub``.
+
+        Raises:
+            Unavailable: Redis did not answer in time.
+        """
+        stream, meta, _ = self._user_keys(sub)
+        return await self._read(client, stream, meta, offset)
+
+    async def _read(
+        self, client: redis.asyncio.Redis, stream: str, meta: str, offset: int
+    ) -> Stream:
         try:
             async with client.pipeline(transaction=True) as pipe:
-                pipe.hmget(meta_key(self.prefix, channel), "epoch", "top")
-                pipe.xrange(
-                    stream_key(self.prefix, channel), min=f"{offset + 1}-0", count=self.size
-                )
+                pipe.hmget(meta, "epoch", "top")
+                pipe.xrange(stream, min=f"{offset + 1}-0", count=self.size)
                 (epoch, top), rows = await pipe.execute()
         except (redis.RedisError, OSError) as error:
             raise Unavailable(type(error).__name__) from None
@@ -349,6 +457,28 @@ class History:
             for entry_id, fields in rows
         )
         return Stream(epoch_text, int(top or 0), entries)
+
+
+def _run(client: redis.Redis, keys: list[str], args: list[Any]) -> Appended:
+    try:
+        try:
+            reply = client.evalsha(APPEND_SHA, 3, *keys, *args)
+        except redis.exceptions.NoScriptError:  # first use on this server
+            reply = client.eval(APPEND_AND_PUBLISH, 3, *keys, *args)
+    except redis.RedisError as error:
+        raise Unavailable(type(error).__name__) from None
+    return _appended(reply)
+
+
+async def _arun(client: redis.asyncio.Redis, keys: list[str], args: list[Any]) -> Appended:
+    try:
+        try:
+            reply = await client.evalsha(APPEND_SHA, 3, *keys, *args)
+        except redis.exceptions.NoScriptError:  # first use on this server
+            reply = await client.eval(APPEND_AND_PUBLISH, 3, *keys, *args)
+    except (redis.RedisError, OSError) as error:
+        raise Unavailable(type(error).__name__) from None
+    return _appended(reply)
 
 
 def _text(value: Any) -> str:
@@ -369,15 +499,22 @@ __all__ = [
     "HISTORY_TRIMMED",
     "UNKNOWN_POSITION",
     "Appended",
+    "Catchup",
     "Entry",
     "History",
     "Position",
     "Recovery",
     "Seam",
     "Stream",
+    "catch_up",
     "has_history",
+    "keeps_user_history",
     "message_frame",
     "meta_key",
+    "position_fields",
+    "push_frame",
     "recovery",
     "stream_key",
+    "user_meta_key",
+    "user_stream_key",
 ]

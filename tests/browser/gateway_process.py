@@ -9,7 +9,8 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from wsauth.shared.core.config import Settings
@@ -35,9 +36,30 @@ def gateway_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+@dataclass
+class GatewayNode:
+    """A running gateway process: its ``ws://`` URL, and the process to kill."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def http_url(self) -> str:
+        """``http://host:port`` of the node (``/metrics``, ``/healthz``)."""
+        return "http" + self.url.removeprefix("ws").removesuffix("/ws")
+
+    def kill(self) -> None:
+        """SIGKILL: no close frame, no graceful shutdown, as a crashed node."""
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+
 @contextlib.contextmanager
-def gateway_process(settings: Settings, log_path: Path) -> Iterator[str]:
-    """Run a gateway process on a free loopback port; yield its ``ws://`` URL.
+def gateway_node(
+    settings: Settings, log_path: Path, *, env: Mapping[str, str] | None = None
+) -> Iterator[GatewayNode]:
+    """Run a gateway process on a free loopback port (``env``: more ``WSAUTH_*`` variables).
 
     Its log (stderr) goes to ``log_path``. On exit it gets SIGTERM (a graceful
     shutdown), and SIGKILL if it is still there 10 s later.
@@ -45,12 +67,12 @@ def gateway_process(settings: Settings, log_path: Path) -> Iterator[str]:
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "wsauth", "gateway", "--port", "0"],
-            env=gateway_env(settings),
+            env={**gateway_env(settings), **(env or {})},
             stdout=subprocess.PIPE,
             stderr=log,
         )
         try:
-            yield _wait_until_listening(process, log_path)
+            yield GatewayNode(_wait_until_listening(process, log_path), process, log_path)
         finally:
             process.terminate()
             try:
@@ -60,6 +82,17 @@ def gateway_process(settings: Settings, log_path: Path) -> Iterator[str]:
                 process.wait()
             assert process.stdout is not None
             process.stdout.close()
+
+
+@contextlib.contextmanager
+def gateway_process(settings: Settings, log_path: Path) -> Iterator[str]:
+    """Run a gateway process on a free loopback port; yield its ``ws://`` URL.
+
+    Its log (stderr) goes to ``log_path``. On exit it gets SIGTERM (a graceful
+    shutdown), and SIGKILL if it is still there 10 s later.
+    """
+    with gateway_node(settings, log_path) as node:
+        yield node.url
 
 
 def _wait_until_listening(process: subprocess.Popen[bytes], log_path: Path) -> str:

@@ -3,7 +3,8 @@
 The close-code policy is a contract (docs/reference, close codes); each row
 of it is checked here without servers, so the timing is the client's own:
 ``random`` is fixed at 0.5, so a backoff of ceiling ``c`` is ``c / 2`` ms.
-The live-server tests are in test_demo_page.py.
+The live-server tests are in test_demo_page.py; resume tickets and recovery against
+real gateway processes (one killed mid-stream) in test_resume_end_to_end.py.
 """
 
 from __future__ import annotations

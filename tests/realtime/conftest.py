@@ -29,7 +29,7 @@ from tests.support.gateway_server import GatewayHandle, run_gateway
 from tests.support.issuer_server import run_issuer
 from tests.support.polling import wait_until as _wait_until
 from tests.ws.conftest import Tokens, tokens
-from wsauth.issuer.clients import PUSH, ClientStore
+from wsauth.issuer.clients import MINT, PUSH, ClientStore
 from wsauth.issuer.users import UserStore
 from wsauth.shared.cli.main import cli
 from wsauth.shared.core.config import Settings
@@ -116,6 +116,12 @@ def issuer(settings: Settings, users: UserStore) -> Iterator[Issuer]:
 def pusher(settings: Settings) -> tuple[str, str]:
     """An API client with the push permission: ``(client_id, secret)``."""
     return ClientStore.in_dir(settings.keys_dir).add("pusher", permissions=frozenset({PUSH}))
+
+
+@pytest.fixture
+def minter(settings: Settings) -> tuple[str, str]:
+    """An API client with the mint permission (tokens for any ``sub``): ``(client_id, secret)``."""
+    return ClientStore.in_dir(settings.keys_dir).add("minter", permissions=frozenset({MINT}))
 
 
 @pytest.fixture

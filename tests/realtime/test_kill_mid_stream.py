@@ -1,10 +1,18 @@
 """A gateway killed mid-stream: the client resumes on the next node with its ticket and
-recovers the channel from history — real ``wsauth gateway`` processes, real Redis.
+recovers the channel from history — real ``wsauth gateway`` processes, a real
+``wsauth issuer`` process, real Redis.
 
 Gateway A runs as a child process on a port; the client (``ReconnectingClient``) is
 subscribed to a history channel while 10,000 messages are published at a steady
 rate; A is killed with SIGKILL; gateway B, another process, takes A's address (as a
 load balancer would route the reconnects) and the client comes back to it.
+
+The client gets its tokens as a backend does: ``POST /api/tokens`` with
+``{"sub", "scope"}`` to the issuer process, by an API client with the ``mint``
+permission. What the issuer saw is what the issuer counts: its own ``/metrics``
+(``wsauth_issuer_http_requests_total`` of the token endpoints, every status),
+read once just before the kill — exactly one request, the first connection's —
+and once at the end.
 """
 
 from __future__ import annotations
@@ -20,18 +28,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from tests.realtime.conftest import _healthy, gateway_env
+from tests.support.issuer_process import IssuerProcess, issuer_process, mint_fetcher
 from tests.support.polling import wait_until
-from tests.ws.conftest import Tokens
 from wsauth.shared.core.config import Settings
 from wsauth.shared.core.errors import Unavailable
 from wsauth.shared.state.events import publish_message
 from wsauth.shared.state.history import History
 from wsauth.shared.state.redis_server import EmbeddedRedis, free_port
 from wsauth.ws.backoff import Backoff
-from wsauth.ws.client import ReconnectingClient
+from wsauth.ws.client import ReconnectingClient, TokenFetcher
 
 CHANNEL = "chat:stream"
 TOTAL = 10_000
@@ -66,17 +75,17 @@ def gateway_on(settings: Settings, port: int) -> Iterator[subprocess.Popen[str]]
         process.communicate()
 
 
-class Fetcher:
-    """Mints tokens as the issuer's API would, and counts the requests."""
+@pytest.fixture
+def issuer(settings: Settings, minter: tuple[str, str], tmp_path: Path) -> Iterator[IssuerProcess]:
+    """``wsauth issuer`` as a child process on the test's Redis and key store, starting
+    (the test waits for it once gateway A is up: both start side by side)."""
+    with issuer_process(settings, tmp_path / "issuer.log", wait=False) as process:
+        yield process
 
-    def __init__(self, tokens: Tokens) -> None:
-        self.tokens = tokens
-        self.requests = 0
 
-    async def __call__(self) -> dict[str, Any]:
-        self.requests += 1
-        token, _ = self.tokens.issue(subject="svc", scope="sub:chat:*")
-        return {"token": token}
+def fetcher(issuer: IssuerProcess, minter: tuple[str, str]) -> TokenFetcher:
+    """Tokens for ``svc`` (may read ``chat:*``) from the issuer process, over HTTP."""
+    return mint_fetcher(issuer.ready(), minter, sub="svc", scope="sub:chat:*")
 
 
 def publisher(settings: Settings, stop: threading.Event, count: int, start: int = 0) -> None:
@@ -110,15 +119,16 @@ async def _recovered(client: ReconnectingClient, count: int) -> None:
 
 
 def test_a_killed_gateway_loses_nothing_doubles_nothing_and_costs_no_token(
-    settings: Settings, tokens: Tokens, raw_redis: redis.Redis
+    settings: Settings, issuer: IssuerProcess, minter: tuple[str, str], raw_redis: redis.Redis
 ) -> None:
     port = free_port()
-    fetch = Fetcher(tokens)
+    before_kill: list[int] = []
     stop = threading.Event()
     stream = threading.Thread(target=publisher, args=(settings, stop, TOTAL))
     data: list[int] = []
     first = gateway_on(settings, port)
     first.__enter__()
+    fetch = fetcher(issuer, minter)  # the issuer started meanwhile
     second: Any = None
 
     async def scenario() -> ReconnectingClient:
@@ -137,11 +147,15 @@ def test_a_killed_gateway_loses_nothing_doubles_nothing_and_costs_no_token(
                 elif document["type"] == "message":
                     data.append(document["data"])
                     if len(data) == 3_000 and second is None:
+                        before_kill.append(await asyncio.to_thread(issuer.token_requests))
                         # SIGKILL: no close frame, no goodbye; B takes the address.
                         await asyncio.to_thread(first.__exit__, None, None, None)
                         second = gateway_on(settings, port)
                         await asyncio.to_thread(second.__enter__)
                     if len(data) == TOTAL:
+                        # The re-subscribe's reply may come after the last message it
+                        # recovered (a slow start of B: the stream was over by then).
+                        await _recovered(client, 1)
                         return client
         raise AssertionError("the client stopped")
 
@@ -155,21 +169,24 @@ def test_a_killed_gateway_loses_nothing_doubles_nothing_and_costs_no_token(
             second.__exit__(None, None, None)
         first.__exit__(None, None, None)
     assert data == list(range(TOTAL))  # all of them, in order, none twice
-    assert fetch.requests == 1  # only the first connection asked the issuer
+    # The issuer's own count: the first connection's request, and none after the kill.
+    assert (before_kill, issuer.token_requests(), issuer.tokens_issued()) == ([1], 1, 1)
+    assert client.token_fetches == 1
     assert client.resumes >= 1
     assert [r["recovered"] for r in client.recoveries][-1] is True
 
 
 def test_with_redis_restarted_empty_the_client_is_told_the_history_is_gone(
-    settings: Settings, tokens: Tokens, redis_server: EmbeddedRedis
+    settings: Settings, issuer: IssuerProcess, minter: tuple[str, str], redis_server: EmbeddedRedis
 ) -> None:
     port = free_port()
-    fetch = Fetcher(tokens)
+    before_kill: list[int] = []
     replies: list[dict[str, Any]] = []
     welcomes: list[dict[str, Any]] = []
     data: list[int] = []
     first = gateway_on(settings, port)
     first.__enter__()
+    fetch = fetcher(issuer, minter)  # the issuer started meanwhile
     second: Any = None
 
     async def scenario() -> None:
@@ -194,6 +211,7 @@ def test_with_redis_restarted_empty_the_client_is_told_the_history_is_gone(
                 elif document["type"] == "message":
                     data.append(document["data"])
                     if len(data) == 100:
+                        before_kill.append(await asyncio.to_thread(issuer.token_requests))
                         await asyncio.to_thread(first.__exit__, None, None, None)
                         await asyncio.to_thread(redis_server.restart)  # empty
                         second = gateway_on(settings, port)
@@ -210,4 +228,5 @@ def test_with_redis_restarted_empty_the_client_is_told_the_history_is_gone(
         first.__exit__(None, None, None)
     assert data == list(range(105))
     assert (replies[-1]["recovered"], replies[-1]["reason"]) == (False, "epoch_changed")
-    assert fetch.requests == 2  # the ticket died with Redis: one fresh token
+    # The ticket died with Redis: one fresh token, asked of the issuer and counted there.
+    assert (before_kill, issuer.token_requests(), issuer.tokens_issued()) == ([1], 2, 2)

@@ -27,6 +27,18 @@ def test_a_push_event_round_trips_and_reaches_the_socket_without_its_sub() -> No
     assert json.loads(socket_message(event)) == {"type": "push", "data": event.data}
 
 
+def test_a_push_kept_in_history_reaches_the_socket_with_its_offset_and_epoch() -> None:
+    raw = b'{"type":"push","sub":"alice","data":[1],"offset":"7","epoch":"Ab-_"}'
+    event = decode(raw)
+    assert event == Push("alice", [1], "7", "Ab-_")
+    assert json.loads(socket_message(event)) == {
+        "type": "push",
+        "data": [1],
+        "offset": "7",
+        "epoch": "Ab-_",
+    }
+
+
 def test_a_revoke_event_names_exactly_one_of_sub_and_sid() -> None:
     assert decode(encode(Revoke(sid="s1", at=10.5))) == Revoke(sid="s1", at=10.5)
     with pytest.raises(BadEvent):
@@ -42,6 +54,8 @@ def test_a_revoke_event_names_exactly_one_of_sub_and_sid() -> None:
         b"[]",
         b'{"type": "push", "sub": "a"}',
         b'{"type": "push", "sub": "", "data": 1}',
+        b'{"type": "push", "sub": "a", "data": 1, "offset": "1"}',
+        b'{"type": "push", "sub": "a", "data": 1, "offset": 1, "epoch": "e"}',
         b'{"type": "revoke", "sub": "a"}',
         b'{"type": "revoke", "sub": "a", "at": true}',
         b'{"type": "revoke", "sub": "a", "sid": "b", "at": 1}',

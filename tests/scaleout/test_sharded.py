@@ -9,6 +9,7 @@ The Redis 7 binary comes from ``scripts/ensure-redis7`` (``make test`` runs it).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable, Iterator
 
@@ -21,6 +22,8 @@ from tests.support.gateway_server import GatewayHandle, run_gateway
 from tests.ws.conftest import Tokens
 from wsauth.shared.core.config import Settings
 from wsauth.shared.state.events import publish_message, publish_push, publish_revoke
+from wsauth.shared.state.history import History
+from wsauth.shared.state.redis_conn import async_client
 from wsauth.shared.state.redis_server import find_redis_server
 from wsauth.shared.state.replay import ReplayGuard, sync_client
 from wsauth.shared.store.keystore import KeyStore
@@ -212,3 +215,34 @@ def test_when_the_cluster_moves_a_topics_slot_the_gateway_resubscribes_on_the_ne
             what="the push to reach the new owner's subscriber",
         )
         assert next_json(mover) == {"type": "push", "data": "moved"}
+
+
+def test_pushes_kept_in_history_are_spublished_from_each_users_slot_and_read_back(
+    sharded: Deployment,
+    redis7_cluster: RedisCluster,
+) -> None:
+    tokens, first, _second = sharded
+    history = History(prefix="wsauth:", size=10, ttl=60, channels=(), users=True)
+    users = [f"kept-{index}" for index in range(8)]
+    assert len({redis7_cluster.slot_owner(f"wsauth:user:{user}") for user in users}) >= 2
+    with contextlib.ExitStack() as stack:
+        client = stack.enter_context(sync_client(redis7_cluster.url, timeout=2))
+        sockets = {
+            user: stack.enter_context(open_socket(first.ws_url, tokens.issue(subject=user)[0]))
+            for user in users
+        }
+        for index, user in enumerate(users):
+            # The append script runs on the user's slot and SPUBLISHes to its topic there.
+            assert publish_push(client, "wsauth:", user, index, history=history) == 1
+            frame = next_json(sockets[user])
+            assert (frame["data"], frame["offset"]) == (index, "1")
+
+    async def read_back() -> list[tuple[str, int]]:
+        reader = async_client(redis7_cluster.url, timeout=2)
+        try:
+            streams = [await history.read_pushes_since(reader, user, 0) for user in users]
+        finally:
+            await reader.aclose()
+        return [(stream.entries[0].data, stream.top) for stream in streams]
+
+    assert asyncio.run(read_back()) == [(str(index), 1) for index in range(len(users))]

@@ -17,6 +17,8 @@ from tests.support.gateway_server import GatewayHandle, run_gateway
 from tests.ws.conftest import Tokens, refusal
 from wsauth.shared.core.config import Settings
 from wsauth.shared.core.errors import BadRequest, MultipleTokens
+from wsauth.shared.state.events import publish_message
+from wsauth.shared.state.history import History
 from wsauth.shared.state.sessions import revoke_session, revoke_subject
 from wsauth.shared.state.tickets import Resumable, new_ticket, ticket_key
 from wsauth.ws.handshake import extract_token
@@ -274,3 +276,36 @@ def test_revoking_a_live_connection_deletes_its_ticket(
     while redis_client.exists(key) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not redis_client.exists(key)
+
+
+def test_a_resumed_connection_holds_again_its_channels_without_history(
+    make_settings: Callable[..., Settings], tokens: Tokens, redis_client: redis.Redis
+) -> None:
+    settings = make_settings(history_channels="chat:*")
+    history = History.from_settings(settings)
+    with run_gateway(settings) as gateway:
+        token, _ = tokens.issue(scope="sub:chat:* sub:plain sub:other")
+        with open_with(gateway.ws_url, **bearer(token)) as (socket, welcome):
+            for n, channel in enumerate(("plain", "other", "chat:x")):
+                socket.send(json.dumps({"type": "subscribe", "id": n, "channel": channel}))
+                assert json.loads(socket.recv(timeout=5))["ok"] is True
+            # The sweep writes what the connection holds into its ticket's record.
+            assert gateway.call(lambda: gateway.app.gateway.renew_tickets(time.time())) == 1
+            ticket = welcome["resume"]
+        with open_with(gateway.ws_url, **resume(ticket)) as (socket, welcome):
+            assert welcome["resumed"] is True
+            assert welcome["subscriptions"] == ["other", "plain"]  # not chat:x: it has history
+            publish_message(redis_client, PREFIX, "chat:x", "needs a since", history=history)
+            publish_message(redis_client, PREFIX, "plain", "held again", history=history)
+            frame = json.loads(socket.recv(timeout=5))
+            assert (frame["channel"], frame["data"]) == ("plain", "held again")
+            socket.send(json.dumps({"type": "subscribe", "id": 9, "channel": "plain"}))
+            assert json.loads(socket.recv(timeout=5)) == {"type": "reply", "id": 9, "ok": True}
+
+
+def test_a_fresh_connection_has_no_subscriptions_member(
+    gateway: GatewayHandle, tokens: Tokens
+) -> None:
+    token, _ = tokens.issue()
+    with open_with(gateway.ws_url, **bearer(token)) as (_, welcome):
+        assert "subscriptions" not in welcome and "resumed" not in welcome
