@@ -259,3 +259,16 @@ def test_the_welcomes_push_result_is_kept_and_sets_the_position_offered_next() -
 def test_connect_refuses_to_offer_a_malformed_push_position() -> None:
     with pytest.raises(ValueError):
         asyncio.run(connect("ws://127.0.0.1:9/ws", "token", since=("1", "a.b")))
+
+
+def test_a_connection_lost_half_way_through_its_recovery_offers_the_last_push_it_got() -> None:
+    recovering = {"recovered": True, "offset": "9", "epoch": "E1"}
+    plans = [
+        Plan([welcome({"offset": "5", "epoch": "E1"})], 1001),
+        Plan([welcome(recovering), push("6"), push("7")], 1011),  # 8 and 9 never came
+        Plan([welcome()], 1000),
+    ]
+    gateway, client, _ = asyncio.run(play(plans))
+    offered = [handshake["subprotocols"] for handshake in gateway.handshakes]
+    assert offered[1:] == [["wsauth", "wsauth.since.5.E1"], ["wsauth", "wsauth.since.7.E1"]]
+    assert client.push_position == ("7", "E1")
