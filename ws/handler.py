@@ -240,6 +240,12 @@ class WsAuthMixin(JsonAnswers, _WebSocketHandler):
         self.gateway  # noqa: B018 - fail (500, logged) before the upgrade, not after it
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
+        if self._connection_closed():
+            # Gone before admission (a client that gave up while this loop was busy):
+            # nothing is spent for a connection that could not be used.
+            self.wsauth_reason = "client_closed"
+            self.set_status(499, "Client Closed Request")
+            return
         try:
             self.admission = await self.gateway.authenticate(self._handshake_request())
         except WsAuthError as error:
@@ -251,6 +257,10 @@ class WsAuthMixin(JsonAnswers, _WebSocketHandler):
             return
         self.current_user = self.admission.claims.sub
         await super().get(*args, **kwargs)
+
+    def _connection_closed(self) -> bool:
+        stream = getattr(self.request.connection, "stream", None)
+        return self.client_gone or (stream is not None and stream.closed())
 
     def _handshake_request(self) -> HandshakeRequest:
         headers = self.request.headers

@@ -27,7 +27,6 @@ checks it with hypothesis). The full reference is docs/reference/protocol.md.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
@@ -39,6 +38,7 @@ from wsauth.shared.core.errors import (
     UnknownCommand,
     WsAuthError,
 )
+from wsauth.shared.core.strict_json import StrictJson
 
 CommandId = int | str
 MAX_ID = 2**53 - 1  # JavaScript's Number.MAX_SAFE_INTEGER
@@ -120,12 +120,7 @@ def parse_command(frame: str | bytes) -> Command:
     if not isinstance(frame, str):
         raise MalformedFrame("binary frames carry no commands")
     try:
-        document = json.loads(
-            frame,
-            object_pairs_hook=_reject_duplicates,
-            parse_constant=_reject_constant,
-            parse_float=_finite_float,
-        )
+        document = _STRICT_JSON.loads(frame)
     except CommandError:
         raise
     except (ValueError, RecursionError):
@@ -184,24 +179,7 @@ def _short_text(value: object, limit: int) -> bool:
     return isinstance(value, str) and 0 < len(value) <= limit and value.isprintable()
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in result:
-            raise CommandError("duplicate member")
-        result[name] = value
-    return result
-
-
-def _reject_constant(name: str) -> Any:
-    raise CommandError(f"non-standard JSON constant {name}")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # 1e999: JSON cannot carry it back out
-        raise CommandError("number out of range")
-    return value
+_STRICT_JSON = StrictJson(CommandError, finite_numbers=True)
 
 
 # --- frames of the gateway ---------------------------------------------------

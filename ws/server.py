@@ -25,7 +25,10 @@ request (a new connection, or the next request on a kept-alive one) to send
 the whole head; then the connection is closed and one line logged
 (``reason=header_timeout``). Tornado has one timer for this and for idle
 kept-alive connections (``WSAUTH_IDLE_TIMEOUT``), so the shorter of the two
-applies. A head over :data:`wsauth.ws.app.MAX_HEADER_SIZE` gets ``431``
+applies. The timeout is the client's: a head that is late because this process
+is (its loop saturated by a reconnect storm: the bytes wait in the socket, or
+the head is read and its request not started yet) gets another period instead
+of a close (:func:`_server_is_late`). A head over :data:`wsauth.ws.app.MAX_HEADER_SIZE` gets ``431``
 (``{"error": "headers_too_large"}``) and one line; Tornado alone closes the
 socket without a word (its ``IOStream`` closes as soon as a ``read_until``
 outgrows ``max_bytes``), so the stream of each connection is one that answers
@@ -196,6 +199,9 @@ class GatewayHTTPServer(tornado.httpserver.HTTPServer):
             expired.append(stream)
         for stream in expired:
             del heads[stream]
+            if _server_is_late(stream):
+                heads[stream] = now + self.header_timeout  # still in deadline order
+                continue
             _head_timed_out(stream, self.header_timeout)
 
     def stop(self) -> None:
@@ -203,6 +209,24 @@ class GatewayHTTPServer(tornado.httpserver.HTTPServer):
         if self._sweeper is not None:
             self._sweeper.stop()
             self._sweeper = None
+
+
+def _server_is_late(stream: _HeadStream) -> bool:
+    """Is the head late because this process is (its loop saturated by a storm), not the
+    client? Yes when the whole head is read but not parsed yet (Tornado's read is done,
+    the request not started), or when bytes wait in the socket that the loop has not
+    read: closing then would only make the client come back, and a ticket or token that
+    the queued request carries could be spent on a closed connection."""
+    if stream.closed() or not stream.reading_head:
+        return False
+    if not stream.reading():
+        return True  # the head is in: its request starts on the next loop turn
+    try:
+        return bool(stream.socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except (BlockingIOError, InterruptedError):
+        return False  # nothing waits: the client is slow
+    except OSError:
+        return False
 
 
 def _head_timed_out(stream: _HeadStream, timeout: float) -> None:

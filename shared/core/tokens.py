@@ -46,6 +46,7 @@ from wsauth.shared.core.errors import (
     WrongTokenType,
 )
 from wsauth.shared.core.keyset import ED25519_NAMES, Keyset, Kid, SigningKey, b64url, b64url_bytes
+from wsauth.shared.core.strict_json import StrictJson
 
 Jti = NewType("Jti", str)
 
@@ -259,26 +260,12 @@ def _decode(segment: bytes) -> bytes:
         raise MalformedToken("invalid base64url") from None
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in result:
-            raise MalformedToken("duplicate member")
-        result[name] = value
-    return result
-
-
-def _reject_constant(name: str) -> Any:
-    raise MalformedToken(f"non-standard JSON constant {name}")
+_STRICT_JSON = StrictJson(MalformedToken)
 
 
 def _json_object(data: bytes, part: str) -> dict[str, Any]:
     try:
-        value = json.loads(
-            data.decode("utf-8"),
-            object_pairs_hook=_reject_duplicates,
-            parse_constant=_reject_constant,
-        )
+        value = _STRICT_JSON.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise MalformedToken(f"{part} is not JSON") from None
     if not isinstance(value, dict):

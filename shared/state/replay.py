@@ -29,7 +29,6 @@ that fails or times out fails every consume in it with
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 from typing import Any
 
@@ -39,6 +38,7 @@ import redis.asyncio
 from wsauth.shared.core.errors import Replayed, Unavailable, WsAuthError
 from wsauth.shared.core.tokens import Claims, Jti
 from wsauth.shared.state import redis_conn
+from wsauth.shared.state.batching import LoopBatcher
 
 
 class JtiCollision(WsAuthError):
@@ -109,10 +109,8 @@ class AsyncReplayGuard:
     def __init__(self, client: redis.asyncio.Redis, *, prefix: str) -> None:
         self._client = client
         self._prefix = prefix
-        # GETDELs waiting for the next pipeline: (key, keys to GET after it, future of
-        # the replies).
-        self._queue: list[tuple[str, tuple[str, ...], asyncio.Future[Any]]] = []
-        self._batches: set[asyncio.Task[None]] = set()
+        # The GETDELs of one loop turn go to Redis in one pipeline.
+        self._batcher = LoopBatcher(client)
 
     async def consume(self, claims: Claims, *, also_get: tuple[str, ...] = ()) -> list[Any]:
         """Delete the jti; succeed only if it was there and belonged to ``sub``.
@@ -125,7 +123,9 @@ class AsyncReplayGuard:
             Replayed: already used, expired from Redis, or never issued here.
             Unavailable: Redis did not answer in time (fail closed).
         """
-        owner, *values = await self._getdel(jti_key(self._prefix, claims.jti), also_get)
+        owner, *values = await self._batcher.send(
+            ("GETDEL", jti_key(self._prefix, claims.jti)), *(("GET", key) for key in also_get)
+        )
         if owner is None:
             raise Replayed()
         expected = claims.sub.encode("utf-8")
@@ -133,53 +133,6 @@ class AsyncReplayGuard:
         if not hmac.compare_digest(got, expected):
             raise Replayed("jti belongs to another subject")
         return list(values)
-
-    def _getdel(self, key: str, also_get: tuple[str, ...] = ()) -> asyncio.Future[Any]:
-        """Queue ``GETDEL key`` (and ``GET`` of ``also_get``) for the pipeline sent at the
-        end of this loop turn; the future's result is the list of replies."""
-        loop = asyncio.get_running_loop()
-        reply: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((key, also_get, reply))
-        if len(self._queue) == 1:
-            # call_soon runs after every callback already scheduled for this
-            # turn: the handshakes that are ready now all join one batch.
-            loop.call_soon(self._send_batch)
-        return reply
-
-    def _send_batch(self) -> None:
-        batch, self._queue = self._queue, []
-        if batch:
-            task = asyncio.ensure_future(self._execute(batch))
-            self._batches.add(task)
-            task.add_done_callback(self._batches.discard)
-
-    async def _execute(self, batch: list[tuple[str, tuple[str, ...], asyncio.Future[Any]]]) -> None:
-        replies: list[Any] = []
-        failure: BaseException | None = None
-        try:
-            pipe = self._client.pipeline(transaction=False)
-            for key, also_get, _reply in batch:
-                pipe.getdel(key)
-                for other in also_get:
-                    pipe.get(other)
-            replies = await pipe.execute(raise_on_error=False)
-        except BaseException as error:  # every waiter must get an answer
-            failure = error
-        start = 0
-        for _key, also_get, reply in batch:
-            count = 1 + len(also_get)
-            values = replies[start : start + count]
-            start += count
-            if reply.done():  # its handshake was cancelled meanwhile
-                continue
-            bad = next((value for value in values if isinstance(value, BaseException)), None)
-            if failure is None and len(values) == count and bad is None:
-                reply.set_result(values)
-            else:
-                cause = failure or bad
-                reply.set_exception(Unavailable(type(cause).__name__ if cause else "no reply"))
-        if isinstance(failure, asyncio.CancelledError):
-            raise failure
 
     async def ping(self) -> bool:
         try:
@@ -189,7 +142,5 @@ class AsyncReplayGuard:
 
     async def close(self) -> None:
         """Answer what is still queued (fail closed), then release the connections."""
-        self._send_batch()
-        if self._batches:
-            await asyncio.wait(set(self._batches), timeout=5.0)
+        await self._batcher.close()
         await self._client.aclose()

@@ -42,7 +42,6 @@ deleted by step 2: it can never become valid again.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import math
@@ -62,6 +61,7 @@ from wsauth.shared.core.errors import (
     Unavailable,
 )
 from wsauth.shared.core.keyset import b64url
+from wsauth.shared.state.batching import LoopBatcher
 from wsauth.shared.state.sessions import revoked_session_key, revoked_subject_key
 
 Ticket = NewType("Ticket", str)
@@ -232,8 +232,7 @@ class TicketStore:
     def __init__(self, client: redis.asyncio.Redis, *, prefix: str) -> None:
         self._client = client
         self._prefix = prefix
-        self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
-        self._batches: set[asyncio.Task[None]] = set()
+        self._batcher = LoopBatcher(client)
 
     def key(self, ticket: Ticket) -> str:
         return ticket_key(self._prefix, ticket)
@@ -269,10 +268,10 @@ class TicketStore:
         Raises:
             Unavailable: Redis did not answer in time (fail closed).
         """
-        waits = [self._command("GET", revoked_subject_key(self._prefix, record.sub))]
+        commands = [("GET", revoked_subject_key(self._prefix, record.sub))]
         if record.sid is not None:
-            waits.append(self._command("GET", revoked_session_key(self._prefix, record.sid)))
-        values = await asyncio.gather(*waits)  # one batch; the first failure is raised
+            commands.append(("GET", revoked_session_key(self._prefix, record.sid)))
+        values = await self._batcher.send(*commands)
         return Revocations(
             subject_at=_as_time(values[0]),
             session_at=_as_time(values[1]) if len(values) > 1 else None,
@@ -311,51 +310,17 @@ class TicketStore:
         Raises:
             Unavailable: Redis did not answer in time.
         """
-        waits = [self._command("DEL", key) for key in keys]
-        if waits:
-            await asyncio.gather(*waits)
+        commands = [("DEL", key) for key in keys]
+        if commands:
+            await self._batcher.send(*commands)
 
-    def _command(self, *args: Any) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        reply: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((args, reply))
-        if len(self._queue) == 1:
-            loop.call_soon(self._send_batch)
+    async def _command(self, *args: Any) -> Any:
+        (reply,) = await self._batcher.send(args)
         return reply
-
-    def _send_batch(self) -> None:
-        batch, self._queue = self._queue, []
-        if batch:
-            task = asyncio.ensure_future(self._execute(batch))
-            self._batches.add(task)
-            task.add_done_callback(self._batches.discard)
-
-    async def _execute(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
-        replies: list[Any] = []
-        failure: BaseException | None = None
-        try:
-            pipe = self._client.pipeline(transaction=False)
-            for args, _reply in batch:
-                pipe.execute_command(*args)
-            replies = await pipe.execute(raise_on_error=False)
-        except BaseException as error:  # every waiter must get an answer
-            failure = error
-        for index, (_args, reply) in enumerate(batch):
-            if reply.done():
-                continue
-            value = replies[index] if failure is None and index < len(replies) else failure
-            if failure is None and index < len(replies) and not isinstance(value, BaseException):
-                reply.set_result(value)
-            else:
-                reply.set_exception(Unavailable(type(value).__name__ if value else "no reply"))
-        if isinstance(failure, asyncio.CancelledError):
-            raise failure
 
     async def close(self) -> None:
         """Answer what is still queued (fail closed); the caller owns the client."""
-        self._send_batch()
-        if self._batches:
-            await asyncio.wait(set(self._batches), timeout=5.0)
+        await self._batcher.close()
 
 
 __all__ = [

@@ -17,6 +17,7 @@ def _row(arm: str, number: int, seconds: float, cpu: float, issuer: int) -> dict
         "median_reconnected_s": seconds / 2,
         "issuer_requests": issuer,
         "retries_503": 0,
+        "lost_handshakes": 1,
         "gateway_cpu_us_per_reconnect": cpu,
         "client_cpu_s": 1.0,
     }
@@ -34,7 +35,7 @@ def test_the_storm_summary_takes_medians_per_arm_and_ratios_tickets_over_tokens(
     assert summary["tokens"]["issuer_requests"] == 10
     assert summary["ratio"] == {"all_reconnected": 0.3, "gateway_cpu_per_reconnect": 0.556}
     text = markdown({"machine": MACHINE, "clients": 10, "rounds": rows, "summary": summary})
-    assert "| tickets | 1.50 s | 0.75 s | 0 | 0 | 500 µs |" in text
+    assert "| tickets | 1.50 s | 0.75 s | 0 | 0 | 1 | 500 µs |" in text
 
 
 def test_the_history_report_names_every_measure() -> None:

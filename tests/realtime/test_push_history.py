@@ -16,11 +16,13 @@ from typing import Any
 
 import pytest
 import redis
+from click.testing import CliRunner
 from websockets.sync.client import ClientConnection, connect
 
 from tests.realtime.conftest import next_json
 from tests.support.gateway_server import GatewayHandle, run_gateway
 from tests.ws.conftest import Tokens, refusal
+from wsauth.shared.cli.main import cli
 from wsauth.shared.core.config import Settings
 from wsauth.shared.state.events import publish_push
 from wsauth.shared.state.history import History, Position, user_meta_key, user_stream_key
@@ -188,3 +190,21 @@ def test_the_push_position_is_read_from_the_since_subprotocol_only() -> None:
     assert push_since(["wsauth, wsauth.bearer.abc"]) is None
     assert push_since(["wsauth, wsauth.since.17.Ab-_"]) == Position(17, "Ab-_")
     assert push_since(["wsauth", "wsauth.since.0.e"]) == Position(0, "e")
+
+
+def test_wsauth_push_from_a_backend_keeps_the_push_in_the_users_history(
+    gateway: GatewayHandle, tokens: Tokens, raw_redis: redis.Redis, history_settings: Settings
+) -> None:
+    with connected(gateway.ws_url, tokens.issue(subject="erin")[0]) as (socket, _):
+        result = CliRunner().invoke(
+            cli,
+            ["push", "erin", '{"from": "cli"}'],
+            env={
+                "WSAUTH_REDIS_URL": str(history_settings.redis_url),
+                "WSAUTH_HISTORY_USERS": "true",
+            },
+        )
+        assert result.exit_code == 0, result.output
+        frame = next_json(socket)
+    assert (frame["data"], frame["offset"]) == ({"from": "cli"}, "1")
+    assert raw_redis.xlen(user_stream_key(PREFIX, "erin")) == 1
