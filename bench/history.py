@@ -9,6 +9,10 @@ recovery time for 1,000 missed messages. ``python -m bench.history`` (under a mi
 ``recovery``  a real gateway process with history on; 1,000 messages published while
               no one listens; a client subscribes with ``since`` at the start: time from
               the command to the reply (all 1,000 delivered before it).
+``pushes``    the same for pushes to a user (``WSAUTH_HISTORY_USERS``): 1,000 pushes while
+              the user is away; the client connects offering ``wsauth.since.1.<epoch>``:
+              time from the connect to the last missed push, against a plain connect
+              (no position, nothing missed) to its welcome, side by side.
 
 Writes ``bench/results/history.json`` and ``.md`` with the machine and versions.
 """
@@ -28,8 +32,8 @@ from websockets.asyncio.client import connect
 from bench.report import machine, write_json
 from bench.scenarios import HOST, environment
 from wsauth.shared.core.tokens import mint
-from wsauth.shared.state.events import publish_message
-from wsauth.shared.state.history import History, meta_key, stream_key
+from wsauth.shared.state.events import publish_message, publish_push
+from wsauth.shared.state.history import History, meta_key, stream_key, user_meta_key
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PAYLOAD = {"text": "x" * 80, "n": 0}
@@ -68,10 +72,63 @@ def run(messages: int, rounds: int, missed: int) -> dict[str, Any]:
             "rounds": rows,
         }
 
-        gateway = env.server("wsauth", WSAUTH_HISTORY_CHANNELS="h:*", WSAUTH_HISTORY_SIZE="5000")
+        gateway = env.server(
+            "wsauth",
+            WSAUTH_HISTORY_CHANNELS="h:*",
+            WSAUTH_HISTORY_USERS="true",
+            WSAUTH_HISTORY_SIZE="5000",
+        )
         with gateway:
             results["recovery"] = asyncio.run(_recovery(env, gateway.port, history, missed))
+            pushes = History(
+                prefix="wsauth:", size=max(messages, missed), ttl=600, channels=(), users=True
+            )
+            results["pushes"] = asyncio.run(_push_recovery(env, gateway.port, pushes, missed))
     return results
+
+
+def _token(env: Any, subject: str, scope: str | None = None) -> str:
+    token, claims = mint(
+        key=env.key,
+        issuer=env.settings.issuer,
+        audience=env.settings.audience,
+        subject=subject,
+        now=int(time.time()),
+        ttl=60,
+        scope=scope,
+    )
+    env.guard.record(claims)
+    return token
+
+
+async def _push_recovery(env: Any, port: int, history: History, missed: int) -> dict[str, Any]:
+    url = f"ws://{HOST}:{port}/ws"
+    recovering, plain = [], []
+    for attempt in range(3):
+        sub = f"pushed{attempt}"
+        publish_push(env.redis, "wsauth:", sub, 0, history=history)
+        raw_epoch = env.redis.hget(user_meta_key("wsauth:", sub), "epoch")
+        epoch = raw_epoch.decode() if isinstance(raw_epoch, bytes) else raw_epoch
+        for n in range(1, missed + 1):
+            publish_push(env.redis, "wsauth:", sub, n, history=history)
+        for kind in ("plain", "recovering") if attempt % 2 == 0 else ("recovering", "plain"):
+            headers = {"Authorization": f"Bearer {_token(env, sub)}"}
+            offered = ["wsauth", f"wsauth.since.1.{epoch}"] if kind == "recovering" else None
+            began = time.perf_counter()
+            async with connect(url, additional_headers=headers, subprotocols=offered) as ws:
+                welcome = json.loads(await ws.recv())
+                if kind == "plain":
+                    plain.append(time.perf_counter() - began)
+                    continue
+                got = [json.loads(await ws.recv())["data"] for _ in range(missed)]
+                recovering.append(time.perf_counter() - began)
+            if welcome["push"].get("recovered") is not True or got != list(range(1, missed + 1)):
+                raise RuntimeError(f"pushes not recovered: {welcome['push']}")
+    return {
+        "missed": missed,
+        "recovering_ms": round(1000 * statistics.median(recovering), 1),
+        "plain_ms": round(1000 * statistics.median(plain), 1),
+    }
 
 
 async def _recovery(env: Any, port: int, history: History, missed: int) -> dict[str, Any]:
@@ -83,16 +140,7 @@ async def _recovery(env: Any, port: int, history: History, missed: int) -> dict[
         epoch = raw_epoch.decode() if isinstance(raw_epoch, bytes) else raw_epoch
         for n in range(1, missed + 1):
             publish_message(env.redis, "wsauth:", channel, n, history=history)
-        token, claims = mint(
-            key=env.key,
-            issuer=env.settings.issuer,
-            audience=env.settings.audience,
-            subject=f"reader{attempt}",
-            now=int(time.time()),
-            ttl=60,
-            scope="sub:h:*",
-        )
-        env.guard.record(claims)
+        token = _token(env, f"reader{attempt}", "sub:h:*")
         url = f"ws://{HOST}:{port}/ws"
         async with connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
             await ws.recv()  # welcome
@@ -119,7 +167,7 @@ def markdown(results: dict[str, Any]) -> str:
     publish = results["publish"]
     return "\n".join(
         [
-            "# Channel history",
+            "# Channel and push history",
             "",
             f"`python -m bench.history`, commit {info['commit']}.",
             f"Machine: {info['cpu']}, {info['cores']} cores (shared), Python {info['python']}, "
@@ -134,6 +182,10 @@ def markdown(results: dict[str, Any]) -> str:
             f"| publish cost, history ÷ plain | {publish['ratio']:.2f}x |",
             f"| recovery of {results['recovery']['missed']:,} missed messages (subscribe → reply) "
             f"| {results['recovery']['median_ms']:.0f} ms |",
+            f"| connect offering a push position, {results['pushes']['missed']:,} missed pushes "
+            f"(connect → last one) | {results['pushes']['recovering_ms']:.0f} ms |",
+            f"| plain connect, same gateway, same rounds (connect → welcome) "
+            f"| {results['pushes']['plain_ms']:.0f} ms |",
             "",
         ]
     )

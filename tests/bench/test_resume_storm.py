@@ -47,8 +47,10 @@ def test_the_history_report_names_every_measure() -> None:
             "memory": {"bytes_per_message": 150.0},
             "publish": {"plain_us": 50.0, "history_us": 75.0, "ratio": 1.5},
             "recovery": {"missed": 1000, "median_ms": 40.0},
+            "pushes": {"missed": 1000, "recovering_ms": 60.0, "plain_ms": 8.0},
         }
     )
     assert "| Redis memory per stored message" in text
     assert "| publish cost, history ÷ plain | 1.50x |" in text
     assert "| recovery of 1,000 missed messages (subscribe → reply) | 40 ms |" in text
+    assert "1,000 missed pushes (connect → last one) | 60 ms |" in text
