@@ -249,7 +249,9 @@ class GatewaySocket(WsAuthMixin, tornado.websocket.WebSocketHandler):
         except Unavailable:
             log.warning("push history unreadable sub=%s: Redis did not answer", self.claims.sub)
             held = seam.start((), epoch=None, after=0)  # live pushes flow; nothing recovered
-            return ({"recovered": False, "reason": "redis_unavailable"} if since else {}), held
+            if since is None:
+                return {}, held
+            return {"recovered": False, "reason": "redis_unavailable"}, held
         plan = catch_up(since, stream)
         entries = seam.start(plan.entries, epoch=stream.epoch, after=plan.after)
         return {**plan.fields, **position_fields(seam, stream)}, entries

@@ -208,3 +208,15 @@ def test_wsauth_push_from_a_backend_keeps_the_push_in_the_users_history(
         frame = next_json(socket)
     assert (frame["data"], frame["offset"]) == ({"from": "cli"}, "1")
     assert raw_redis.xlen(user_stream_key(PREFIX, "erin")) == 1
+
+
+def test_an_unreadable_push_history_says_so_in_the_welcome_and_live_pushes_still_flow(
+    gateway: GatewayHandle, tokens: Tokens, raw_redis: redis.Redis
+) -> None:
+    # A real Redis error on the read (WRONGTYPE: the meta key is a list here).
+    raw_redis.rpush(user_meta_key(PREFIX, "frank"), "not a hash")
+    token = tokens.issue(subject="frank")[0]
+    with connected(gateway.ws_url, token, ("3", "AAAAAAAAAAAA")) as (socket, welcome):
+        assert welcome["push"] == {"recovered": False, "reason": "redis_unavailable"}
+        publish_push(raw_redis, PREFIX, "frank", "live")  # without history: still delivered
+        assert next_json(socket) == {"type": "push", "data": "live"}
