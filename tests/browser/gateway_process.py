@@ -5,14 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import select
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.processes import listening_url, stop_process
 from wsauth.shared.core.config import Settings
 
 LISTENING = re.compile(rb"gateway listening on (ws://\S+)")
@@ -72,14 +71,12 @@ def gateway_node(
             stderr=log,
         )
         try:
-            yield GatewayNode(_wait_until_listening(process, log_path), process, log_path)
+            url = listening_url(
+                process, LISTENING, log_path, what="the gateway process", timeout=START_TIMEOUT
+            )
+            yield GatewayNode(url, process, log_path)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process, timeout=10)
             assert process.stdout is not None
             process.stdout.close()
 
@@ -93,26 +90,3 @@ def gateway_process(settings: Settings, log_path: Path) -> Iterator[str]:
     """
     with gateway_node(settings, log_path) as node:
         yield node.url
-
-
-def _wait_until_listening(process: subprocess.Popen[bytes], log_path: Path) -> str:
-    assert process.stdout is not None
-    deadline = time.monotonic() + START_TIMEOUT
-    seen = b""
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stdout], [], [], 0.1)
-        if ready:
-            chunk = os.read(process.stdout.fileno(), 4096)
-            seen += chunk
-            found = LISTENING.search(seen)
-            if found:
-                return found.group(1).decode()
-            if not chunk:  # end of output: the process is exiting
-                process.wait(timeout=5)
-                break
-        elif process.poll() is not None:
-            break
-    raise AssertionError(
-        f"the gateway process did not start (exit code {process.poll()}); "
-        f"stdout: {seen.decode(errors='replace')!r}; log: {log_path.read_text(errors='replace')}"
-    )

@@ -19,6 +19,7 @@ from websockets.exceptions import InvalidStatus
 from tests.realtime.conftest import close_code, open_socket
 from tests.support.gateway_server import run_gateway
 from tests.support.polling import wait_until
+from tests.support.processes import stop_process
 from tests.support.welcome import welcome_text
 from wsauth.shared.core.config import Settings
 from wsauth.shared.state.redis_server import free_port
@@ -70,12 +71,7 @@ def example(make_settings: Callable[..., Settings], tmp_path: Path) -> Iterator[
             wait_until(up, timeout=30, what="the example app to serve")
             yield Example(url, settings)
         finally:
-            app.terminate()
-            try:
-                app.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                app.kill()
-                app.wait()
+            stop_process(app, timeout=10)
             log.close()
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_dev import Output, clean_env, dev_command
+from tests.support.processes import stop_process
 from tests.support.welcome import without_ticket
 from wsauth.shared.state.redis_server import free_port
 
@@ -90,12 +91,7 @@ def checkout(tmp_path: Path) -> Iterator[Checkout]:
             (examples / example.name).write_text(checkout.localize(example.read_text()))
         yield checkout
     finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop_process(process, timeout=20)
         output.close()
 
 

@@ -18,6 +18,7 @@ import pytest
 import requests
 import websockets
 
+from tests.support.processes import stop_process
 from wsauth.shared.state.redis_server import free_port
 
 DEMO_LINE = re.compile(r"demo user: (\w+) / (\S+)")
@@ -83,13 +84,8 @@ def dev_stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Output, i
     try:
         yield process, output, issuer_port, gateway_port
     finally:
-        if process.poll() is None:  # the test failed early: SIGTERM stops the children too
-            process.terminate()
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+        # When the test failed early: SIGTERM stops the children too.
+        stop_process(process, timeout=20)
         output.close()
 
 

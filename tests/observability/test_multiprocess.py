@@ -13,6 +13,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from tests.conftest import TEST_SECRET
 from tests.observability.conftest import scrape, value, wait_until
+from tests.support.processes import stop_process
 from wsauth.issuer.clients import ClientStore
 from wsauth.shared.core.config import Settings
 from wsauth.shared.state.redis_server import free_port
@@ -88,9 +89,4 @@ def test_gunicorn_workers_in_multiprocess_mode_report_the_tokens_of_every_worker
             assert value(samples, "wsauth_issuer_tokens_issued_total", client="api") == issued
             assert value(samples, "wsauth_issuer_keys", state="current") == 1
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server, timeout=30)

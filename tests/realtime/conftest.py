@@ -28,6 +28,7 @@ from websockets.sync.client import ClientConnection, connect
 from tests.support.gateway_server import GatewayHandle, run_gateway
 from tests.support.issuer_server import run_issuer
 from tests.support.polling import wait_until as _wait_until
+from tests.support.processes import stop_process
 from tests.ws.conftest import Tokens, tokens
 from wsauth.issuer.clients import MINT, PUSH, ClientStore
 from wsauth.issuer.users import UserStore
@@ -195,13 +196,7 @@ def gateway_process(settings: Settings, **extra: str) -> Iterator[GatewayProcess
         wait_until(lambda: _healthy(handle.http_url), what="the gateway process to subscribe")
         yield handle
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
         process.communicate()
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import redis
 
+from tests.support.processes import stop_process
 from wsauth.shared.state.redis_server import (
     EmbeddedRedis,
     RedisServerError,
@@ -271,13 +272,8 @@ class SentinelProcess:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        if process is not None:
+            stop_process(process, timeout=5)
         self._dir.cleanup()
 
 

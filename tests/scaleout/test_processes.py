@@ -15,6 +15,7 @@ import redis
 from websockets.sync.client import ClientConnection
 
 from tests.realtime.conftest import close_code, gateway_env, next_json, open_socket, wait_until
+from tests.support.processes import stop_process
 from tests.ws.conftest import Tokens
 from wsauth.shared.core.config import Settings
 from wsauth.shared.state.events import channel, publish_push
@@ -53,13 +54,7 @@ def gateway_processes(settings: Settings, processes: int) -> Iterator[Supervisor
         yield Supervisor(process, line.split()[3], line)
     finally:
         leftovers = _children(process.pid)
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, timeout=20)
         for pid in leftovers:  # only if the parent failed to stop them
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

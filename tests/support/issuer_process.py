@@ -24,10 +24,8 @@ import asyncio
 import contextlib
 import os
 import re
-import select
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +35,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.polling import wait_until
+from tests.support.processes import listening_url, stop_process
 from wsauth.issuer.metrics import TOKEN_ENDPOINTS
 from wsauth.shared.core.config import Settings
 from wsauth.ws.client import ClientError, TokenFetcher
@@ -59,7 +58,9 @@ class IssuerProcess:
             AssertionError: it exited, or was not ready within ``START_TIMEOUT``.
         """
         if self._url is None:
-            url = _wait_until_listening(self.process, self.log_path)
+            url = listening_url(
+                self.process, LISTENING, self.log_path, what="the issuer", timeout=START_TIMEOUT
+            )
             wait_until(lambda: _ready(self.process, url), timeout=START_TIMEOUT, what="the issuer")
             self._url = url
         return self._url
@@ -147,35 +148,9 @@ def issuer_process(
             handle.ready()
         yield handle
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
         assert process.stdout is not None
         process.stdout.close()
-
-
-def _wait_until_listening(process: subprocess.Popen[bytes], log_path: Path) -> str:
-    """The URL of the ``issuer listening on ...`` line of its stdout."""
-    assert process.stdout is not None
-    deadline = time.monotonic() + START_TIMEOUT
-    seen = b""
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stdout], [], [], 0.1)
-        if ready:
-            chunk = os.read(process.stdout.fileno(), 4096)
-            seen += chunk
-            if found := LISTENING.search(seen):
-                return found.group(1).decode()
-            if not chunk:  # end of output: the process is exiting
-                break
-        elif process.poll() is not None:
-            break
-    tail = log_path.read_text(errors="replace")[-2000:]
-    raise AssertionError(f"the issuer did not start: {seen!r}\n{tail}")
 
 
 def _ready(process: subprocess.Popen[bytes], url: str) -> bool:
