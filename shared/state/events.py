@@ -330,13 +330,7 @@ def publish_push(
         EventTooLarge: the event is over :data:`MAX_EVENT_BYTES`.
         Unavailable: Redis did not answer in time.
     """
-    push = Push(sub, data)
-    if history is not None and history.covers_user(sub):
-        body = encode(push).decode("utf-8")
-        return history.append_push(
-            client, sub, data=_data_json(data), body=body, sharded=_sharded(client, push)
-        ).receivers
-    return publish(client, prefix, push)
+    return _publish_kept(client, prefix, Push(sub, data), history)
 
 
 def publish_revoke(
@@ -378,13 +372,7 @@ def publish_message(
         EventTooLarge: the event is over :data:`MAX_EVENT_BYTES`.
         Unavailable: Redis did not answer in time.
     """
-    message = Message(check_channel(channel), data)
-    if history is not None and history.covers(channel):
-        body = encode(message).decode("utf-8")
-        return history.append(
-            client, channel, data=_data_json(data), body=body, sharded=_sharded(client, message)
-        ).receivers
-    return publish(client, prefix, message)
+    return _publish_kept(client, prefix, Message(check_channel(channel), data), history)
 
 
 async def apublish_message(
@@ -396,22 +384,30 @@ async def apublish_message(
     history: History | None = None,
 ) -> int:
     """:func:`publish_message` for asyncio code (``redis.asyncio``); same answer and errors."""
-    message = Message(check_channel(channel), data)
-    if history is not None and history.covers(channel):
-        body = encode(message).decode("utf-8")
-        try:
-            await ready(client)  # a Cluster client loads its slot map and command table
-        except (redis.RedisError, OSError) as error:
-            raise Unavailable(type(error).__name__) from None
-        appended = await history.aappend(
-            client, channel, data=_data_json(data), body=body, sharded=_sharded(client, message)
-        )
-        return appended.receivers
-    return await apublish(client, prefix, message)
+    return await _apublish_kept(client, prefix, Message(check_channel(channel), data), history)
 
 
-def _data_json(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+def _publish_kept(
+    client: redis.Redis, prefix: str, event: Push | Message, history: History | None
+) -> int:
+    """Publish ``event``; through its stream when ``history`` keeps it (one atomic step)."""
+    if history is not None and history.keeps(event):
+        return history.append_event(client, event, sharded=_sharded(client, event)).receivers
+    return publish(client, prefix, event)
+
+
+async def _apublish_kept(
+    client: redis.asyncio.Redis, prefix: str, event: Push | Message, history: History | None
+) -> int:
+    """:func:`_publish_kept` for asyncio code."""
+    if history is None or not history.keeps(event):
+        return await apublish(client, prefix, event)
+    try:
+        await ready(client)  # a Cluster client loads its slot map and command table
+    except (redis.RedisError, OSError) as error:
+        raise Unavailable(type(error).__name__) from None
+    appended = await history.aappend_event(client, event, sharded=_sharded(client, event))
+    return appended.receivers
 
 
 async def apublish_push(
@@ -423,15 +419,4 @@ async def apublish_push(
     history: History | None = None,
 ) -> int:
     """:func:`publish_push` for asyncio code (``redis.asyncio``); same answer and errors."""
-    push = Push(sub, data)
-    if history is not None and history.covers_user(sub):
-        body = encode(push).decode("utf-8")
-        try:
-            await ready(client)  # a Cluster client loads its slot map and command table
-        except (redis.RedisError, OSError) as error:
-            raise Unavailable(type(error).__name__) from None
-        appended = await history.aappend_push(
-            client, sub, data=_data_json(data), body=body, sharded=_sharded(client, push)
-        )
-        return appended.receivers
-    return await apublish(client, prefix, push)
+    return await _apublish_kept(client, prefix, Push(sub, data), history)

@@ -56,7 +56,7 @@ import redis.asyncio
 from wsauth.shared.core.config import Settings
 from wsauth.shared.core.errors import Unavailable
 from wsauth.shared.core.keyset import b64url
-from wsauth.shared.state.events import channel_topic, user_topic
+from wsauth.shared.state.events import Message, Push, channel_topic, encode, user_topic
 
 EPOCH_BYTES = 9  # 72 random bits: 12 base64url characters
 EPOCH_CHANGED = "epoch_changed"
@@ -357,6 +357,39 @@ class History:
     def covers_user(self, sub: str) -> bool:
         """Are the pushes to ``sub`` kept (``WSAUTH_HISTORY_USERS``, :func:`keeps_user_history`)?"""
         return self.users and keeps_user_history(sub)
+
+    def keeps(self, event: Push | Message) -> bool:
+        """Is ``event`` (a push or a channel message) one this history keeps?"""
+        if isinstance(event, Push):
+            return self.covers_user(event.sub)
+        return self.covers(event.channel)
+
+    def append_event(
+        self, client: redis.Redis, event: Push | Message, *, sharded: bool
+    ) -> Appended:
+        """Append ``event`` to its user's or channel's stream and publish it, atomically.
+
+        Raises:
+            BadEvent, EventTooLarge: see :func:`wsauth.shared.state.events.encode`.
+            Unavailable: Redis did not answer in time.
+        """
+        return _run(client, self._event_keys(event), self._event_args(event, sharded))
+
+    async def aappend_event(
+        self, client: redis.asyncio.Redis, event: Push | Message, *, sharded: bool
+    ) -> Appended:
+        """:meth:`append_event` for asyncio code; same answer and errors."""
+        return await _arun(client, self._event_keys(event), self._event_args(event, sharded))
+
+    def _event_keys(self, event: Push | Message) -> list[str]:
+        if isinstance(event, Push):
+            return self._user_keys(event.sub)
+        return self._channel_keys(event.channel)
+
+    def _event_args(self, event: Push | Message, sharded: bool) -> list[Any]:
+        body = encode(event).decode("utf-8")  # refuses what cannot be published
+        data = json.dumps(event.data, separators=(",", ":"), ensure_ascii=False)
+        return self._args(data, body, sharded)
 
     def _channel_keys(self, channel: str) -> list[str]:
         prefix = self.prefix
