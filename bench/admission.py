@@ -53,6 +53,7 @@ class _StaticKeys:
 
     def __init__(self, keyset: Keyset) -> None:
         self.keyset = keyset
+        self.refreshed_at: float | None = None  # never stale (KeysetSource.refreshed_at)
 
     def refresh(self, now: float, *, force: bool = False) -> bool:
         return False
