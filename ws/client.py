@@ -91,12 +91,11 @@ import tornado.websocket
 from wsauth.shared.core.errors import WsAuthError
 from wsauth.shared.state.history import HISTORY_TRIMMED, Position
 from wsauth.ws.backoff import Backoff
+from wsauth.ws.handshake import SINCE_SUBPROTOCOL_PREFIX, SUBPROTOCOL
 from wsauth.ws.lifetime import NORMAL, REAUTHENTICATE, REVOKED
 
 DEFAULT_TIMEOUT = 10.0
 MAX_RESPONSE_BYTES = 64 * 1024
-SUBPROTOCOL = "wsauth"
-SINCE_SUBPROTOCOL_PREFIX = "wsauth.since."
 # A welcome's push result that leaves the position as it was: the gateway could not tell.
 KEEP_POSITION_REASONS = frozenset({"no_history", "redis_unavailable"})
 
