@@ -408,52 +408,6 @@ class History:
             raise ValueError("the event must be a JSON object")
         return [data, self.size, self.ttl, new_epoch(), body[:-1], "1" if sharded else "0"]
 
-    def append(
-        self, client: redis.Redis, channel: str, *, data: str, body: str, sharded: bool = False
-    ) -> Appended:
-        """Append ``data`` (JSON text) to the channel's stream and publish ``body`` (the
-        event, a JSON object; ``offset`` and ``epoch`` are added) on the channel's topic
-        (``SPUBLISH`` when ``sharded``), atomically.
-
-        Raises:
-            Unavailable: Redis did not answer in time.
-        """
-        return _run(client, self._channel_keys(channel), self._args(data, body, sharded))
-
-    def append_push(
-        self, client: redis.Redis, sub: str, *, data: str, body: str, sharded: bool = False
-    ) -> Appended:
-        """:meth:`append` for a push to ``sub`` (its stream and topic).
-
-        Raises:
-            Unavailable: Redis did not answer in time.
-        """
-        return _run(client, self._user_keys(sub), self._args(data, body, sharded))
-
-    async def aappend(
-        self,
-        client: redis.asyncio.Redis,
-        channel: str,
-        *,
-        data: str,
-        body: str,
-        sharded: bool = False,
-    ) -> Appended:
-        """:meth:`append` for asyncio code; same answer and errors."""
-        return await _arun(client, self._channel_keys(channel), self._args(data, body, sharded))
-
-    async def aappend_push(
-        self,
-        client: redis.asyncio.Redis,
-        sub: str,
-        *,
-        data: str,
-        body: str,
-        sharded: bool = False,
-    ) -> Appended:
-        """:meth:`append_push` for asyncio code; same answer and errors."""
-        return await _arun(client, self._user_keys(sub), self._args(data, body, sharded))
-
     async def read_since(self, client: redis.asyncio.Redis, channel: str, offset: int) -> Stream:
         """The stream's epoch, last offset and entries above ``offset`` (one ``MULTI``).
 

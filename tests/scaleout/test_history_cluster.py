@@ -6,6 +6,7 @@ import asyncio
 import json
 
 from wsauth.shared.core.config import Settings
+from wsauth.shared.state.events import Message
 from wsauth.shared.state.history import History, Position, Stream, recovery
 from wsauth.shared.state.redis_conn import async_client, sync_client
 
@@ -15,12 +16,7 @@ def test_history_appends_and_recovers_on_the_cluster(cluster_settings: Settings)
     client = sync_client(cluster_settings.effective_redis_url, timeout=2)
     try:
         appended = [
-            history.append(
-                client,
-                channel,
-                data=json.dumps(n),
-                body=json.dumps({"type": "message", "channel": channel, "data": n}),
-            )
+            history.append_event(client, Message(channel, n), sharded=False)
             for n in range(1, 21)
             for channel in ("chat:a", "chat:b", "news")  # keys on different slots
         ]

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from wsauth.shared.core.config import load_settings
 from wsauth.shared.core.errors import ConfigError
-from wsauth.shared.state.events import channel_topic
+from wsauth.shared.state.events import Message, channel_topic
 from wsauth.shared.state.history import (
     EPOCH_CHANGED,
     HISTORY_TRIMMED,
@@ -181,8 +181,7 @@ def test_the_seam_delivers_every_offset_once_in_order_wherever_the_read_falls(
 
 
 def _append(history: History, client: redis.Redis, channel: str, data: Any) -> Any:
-    body = json.dumps({"type": "message", "channel": channel, "data": data})
-    return history.append(client, channel, data=json.dumps(data), body=body)
+    return history.append_event(client, Message(channel, data), sharded=False)
 
 
 def test_appends_number_the_messages_and_publish_them_with_offset_and_epoch(
