@@ -195,12 +195,11 @@ class GatewaySocket(WsAuthMixin, tornado.websocket.WebSocketHandler):
             self.close(INTERNAL_ERROR, REASONS[INTERNAL_ERROR])
             return
         extra: dict[str, Any] = {}
-        resumed = self.admission is not None and self.admission.resumed is not None
-        if resumed:
-            assert self.admission is not None and self.admission.resumed is not None
+        resumed = self.admission.resumed if self.admission is not None else None
+        if resumed is not None:
             # The channels without history come back before the welcome (and so are in
             # the new ticket); the others wait for the client's subscribe with since.
-            extra["subscriptions"] = self.session.restore(self.admission.resumed.subscriptions)
+            extra["subscriptions"] = self.session.restore(resumed.subscriptions)
             if extra["subscriptions"]:
                 await self.gateway.synced()
                 if self.client_gone:
@@ -215,7 +214,7 @@ class GatewaySocket(WsAuthMixin, tornado.websocket.WebSocketHandler):
             if ticket is not None:
                 extra["resume"] = ticket
                 extra["resume_ttl"] = self.gateway.settings.resume_ttl
-        if resumed:
+        if resumed is not None:
             extra["resumed"] = True
         since = self.admission.push_since if self.admission is not None else None
         pushes: dict[str, Any] | None = None

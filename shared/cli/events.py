@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
+import redis
 
 from wsauth.shared.cli.discovery import redis_failure, redis_url_for
 from wsauth.shared.cli.main import echo_json, fail, load_cli_settings, settings_options
@@ -40,6 +42,20 @@ def _json_argument(message: str) -> Any:
         fail(f"JSON: not valid JSON ({error.msg} at position {error.pos})")
 
 
+def _deliver(send: Callable[[redis.Redis, str, History | None], int]) -> int:
+    """Run ``send(client, prefix, history)`` against the configured Redis, with the
+    history of WSAUTH_HISTORY_USERS / WSAUTH_HISTORY_CHANNELS; a failure is one line."""
+    settings = load_cli_settings()
+    url = redis_url_for(settings)
+    client = sync_client(url, timeout=settings.redis_timeout)
+    try:
+        return send(client, settings.redis_prefix, History.from_settings(settings))
+    except WsAuthError as error:
+        fail(redis_failure(error, url))
+    finally:
+        client.close()
+
+
 @click.command()
 @click.argument("sub")
 @click.argument("message", metavar="JSON")
@@ -52,16 +68,9 @@ def push(sub: str, message: str, as_json: bool) -> None:
     WSAUTH_HISTORY_USERS it is kept in the user's history for a reconnect).
     """
     data = _json_argument(message)
-    settings = load_cli_settings()
-    url = redis_url_for(settings)
-    client = sync_client(url, timeout=settings.redis_timeout)
-    try:
-        history = History.from_settings(settings)  # WSAUTH_HISTORY_USERS
-        nodes = publish_push(client, settings.redis_prefix, sub, data, history=history)
-    except WsAuthError as error:
-        fail(redis_failure(error, url))
-    finally:
-        client.close()
+    nodes = _deliver(
+        lambda client, prefix, history: publish_push(client, prefix, sub, data, history=history)
+    )
     if as_json:
         echo_json({"sub": sub, "delivered_to_nodes": nodes})
     else:
@@ -79,16 +88,11 @@ def publish(channel: str, message: str, as_json: bool) -> None:
     A channel nobody joined is not an error: nobody receives it.
     """
     data = _json_argument(message)
-    settings = load_cli_settings()
-    url = redis_url_for(settings)
-    client = sync_client(url, timeout=settings.redis_timeout)
-    try:
-        history = History.from_settings(settings)  # WSAUTH_HISTORY_CHANNELS
-        nodes = publish_message(client, settings.redis_prefix, channel, data, history=history)
-    except WsAuthError as error:
-        fail(redis_failure(error, url))
-    finally:
-        client.close()
+    nodes = _deliver(
+        lambda client, prefix, history: publish_message(
+            client, prefix, channel, data, history=history
+        )
+    )
     if as_json:
         echo_json({"channel": channel, "delivered_to_nodes": nodes})
     else:
